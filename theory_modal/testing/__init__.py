@@ -1,0 +1,1 @@
+"""Test helpers that other services' test suites can use too: loopback fakes of the remote side."""
