@@ -1,0 +1,217 @@
+"""LiteLLM exception -> ProviderError: the one place where upstream failures get their meaning and message.
+
+Measured behaviour this relies on (litellm 1.110.2, see shared/notes/litellm.md §4): ``Timeout`` subclasses
+``APIConnectionError``; an ``openai/`` call to a refused port surfaces as ``InternalServerError("Connection
+error.")``; Ollama 404 means "model not pulled"; 403 arrives as ``APIError`` for ``openai/``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+from providers.errors import (
+    ContextWindowExceededError,
+    CredentialsError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+    redact,
+)
+
+__all__ = ["Target", "map_litellm_error", "vendor_name", "unreachable_message", "LOCAL_PROVIDERS"]
+
+#: LiteLLM provider prefixes that run models locally: their cost is 0, not unknown.
+LOCAL_PROVIDERS = frozenset({"ollama", "ollama_chat", "lm_studio", "llamafile"})
+OLLAMA_PROVIDERS = frozenset({"ollama", "ollama_chat"})
+
+_VENDOR_NAMES = {
+    "openai": "OpenAI",
+    "text-completion-openai": "OpenAI",
+    "azure": "Azure OpenAI",
+    "anthropic": "Anthropic",
+    "ollama": "Ollama",
+    "ollama_chat": "Ollama",
+    "gemini": "Gemini",
+    "vertex_ai": "Vertex AI",
+    "groq": "Groq",
+    "mistral": "Mistral",
+    "cohere": "Cohere",
+    "cohere_chat": "Cohere",
+    "deepseek": "DeepSeek",
+    "openrouter": "OpenRouter",
+    "together_ai": "Together AI",
+    "bedrock": "AWS Bedrock",
+    "xai": "xAI",
+}
+
+
+def vendor_name(llm_provider: str) -> str:
+    return _VENDOR_NAMES.get(llm_provider, llm_provider.replace("_", " ").title() or "the provider")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a call goes: enough to write a helpful message. ``key_env`` is the env var holding the key."""
+
+    model: str  # as the caller gave it, e.g. "ollama_chat/qwen2.5:0.5b"
+    llm_provider: str  # LiteLLM's provider prefix, e.g. "ollama_chat"
+    bare_model: str  # model without the prefix, e.g. "qwen2.5:0.5b"
+    api_base: str | None
+    key_env: str | None
+    api_key: str | None  # only to redact it; never printed
+
+    @property
+    def vendor(self) -> str:
+        return vendor_name(self.llm_provider)
+
+    @property
+    def is_ollama(self) -> bool:
+        return self.llm_provider in OLLAMA_PROVIDERS
+
+
+def unreachable_message(t: Target) -> str:
+    if t.is_ollama:
+        return (
+            "Ollama unreachable. Ensure ollama serve is running and model is pulled "
+            f"(e.g., 'ollama pull {t.bare_model}'). Tried {t.api_base}."
+        )
+    head = f"{t.key_env} missing or {t.vendor} unreachable." if t.key_env else f"{t.vendor} unreachable."
+    return head + (f" Could not connect to {t.api_base}." if t.api_base else "")
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The Retry-After hint in seconds, from the error's response headers (delta-seconds or an HTTP date)."""
+    for headers in (
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+        except AttributeError:
+            continue
+        if value is None:
+            continue
+        value = str(value).strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _detail(exc: BaseException, t: Target) -> str:
+    """Upstream text without litellm's class-name prefixes, and without secrets."""
+    text = str(getattr(exc, "message", None) or exc)
+    for prefix in ("litellm.", "litellm.BadRequestError: ", "BadRequestError: ", "APIError: "):
+        while text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.strip()
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return redact(text, t.api_key)
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """``openai/`` connection failures arrive as InternalServerError('Connection error.'): walk the causes."""
+    import litellm
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, litellm.APIConnectionError) and not isinstance(cur, litellm.Timeout):
+            return True
+        if isinstance(cur, (ConnectionError, OSError)) and not isinstance(cur, TimeoutError):
+            return True
+        name = type(cur).__name__
+        if name in ("ConnectError", "RemoteProtocolError", "ReadError", "APIConnectionError"):
+            return True
+        if "Connection error" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def map_litellm_error(exc: BaseException, t: Target, *, timeout: float | None = None) -> ProviderError:
+    """Translate one LiteLLM (or transport) exception into our hierarchy, with an actionable, secret-free message."""
+    import litellm
+
+    common = {"provider": "litellm", "model": t.model}
+    status = getattr(exc, "status_code", None)
+    status = int(status) if isinstance(status, int) or (isinstance(status, str) and status.isdigit()) else None
+    if isinstance(exc, ProviderError):
+        return exc
+
+    if isinstance(exc, litellm.Timeout) or isinstance(exc, TimeoutError):
+        after = f" after {timeout:g}s" if timeout else ""
+        return ProviderTimeoutError(
+            f"{t.vendor} did not answer{after} (model {t.model}). Raise timeout= or check the server at "
+            f"{t.api_base or 'its default URL'}.",
+            status_code=408, **common,
+        )
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        ra = _retry_after(exc)
+        hint = f"; the provider asks to retry after {ra:g}s" if ra is not None else ""
+        return RateLimitError(
+            f"{t.vendor} rate limit hit for {t.model}{hint}. Slow down, or raise your quota.",
+            retry_after=ra, status_code=429, **common,
+        )
+    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or status in (401, 403):
+        who = t.key_env or "the API key"
+        code = status or 401
+        return CredentialsError(
+            f"{who} was rejected by {t.vendor} (HTTP {code}): check the key and that it may use {t.model}.",
+            status_code=code, **common,
+        )
+    if isinstance(exc, litellm.NotFoundError) or status == 404:
+        if t.is_ollama:
+            msg = (
+                f"Ollama model '{t.bare_model}' not found at {t.api_base}: pull it with "
+                f"'ollama pull {t.bare_model}' (or check the model name)."
+            )
+        else:
+            msg = (
+                f"{t.vendor} has no model '{t.bare_model}' (HTTP 404) or this key cannot use it: check the model "
+                f"name, e.g. 'openai/gpt-4o-mini'. Detail: {_detail(exc, t)}"
+            )
+        return ModelNotFoundError(msg, status_code=404, **common)
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return ContextWindowExceededError(
+            f"The prompt is longer than {t.model}'s context window: shorten it or pick a model with a larger "
+            f"window. Detail: {_detail(exc, t)}",
+            status_code=400, **common,
+        )
+    if isinstance(exc, (litellm.BadRequestError, litellm.UnprocessableEntityError)) or status in (400, 413, 422):
+        return InvalidRequestError(
+            f"{t.vendor} rejected the request for {t.model} (HTTP {status or 400}): {_detail(exc, t)}",
+            status_code=status or 400, **common,
+        )
+    if _is_connection_failure(exc):
+        return ProviderUnavailableError(unreachable_message(t), **common)
+    if isinstance(exc, (litellm.InternalServerError, litellm.BadGatewayError, litellm.ServiceUnavailableError)) or (
+        status is not None and (status >= 500 or status in (408, 409))
+    ):
+        code = status or 500
+        err = ProviderUnavailableError(
+            f"{t.vendor} failed on its side (HTTP {code}) for {t.model}: {_detail(exc, t)}. Try again later.",
+            status_code=code, **common,
+        )
+        ra = _retry_after(exc)
+        if ra is not None:  # 503 with Retry-After: the wait is honoured like a rate limit's
+            err.retry_after = ra  # type: ignore[attr-defined]
+        return err
+    err = ProviderError(f"{t.vendor} call for {t.model} failed: {type(exc).__name__}: {_detail(exc, t)}", status_code=status, **common)
+    return err

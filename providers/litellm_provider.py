@@ -1,0 +1,367 @@
+"""LiteLLMProvider: one provider for OpenAI, Ollama, Anthropic, ... through LiteLLM.
+
+What it adds over calling ``litellm.completion`` yourself (see shared/notes/litellm.md for the measurements):
+
+- litellm is imported lazily, once, with its price map forced local (no import-time fetch), offline mode on
+  (no Hugging Face tokenizer download stalling the first stream) and its stdout banner suppressed;
+- per-call ``api_key``/``api_base``/``timeout``; LiteLLM globals are never touched per call;
+- the SDK's hidden retries are off (``max_retries=0``) and :mod:`providers.retry` is the only retry loop;
+- a missing key is reported at once, with no network, naming the variable to set;
+- errors mapped to :mod:`providers.errors` with secret-free, actionable messages;
+- usage from the provider's own counts (streams ask for ``include_usage``); cost from LiteLLM's price map in
+  integer micro-USD, 0 for local models, ``None`` when the model has no price;
+- smoke mode: LiteLLM's own ``mock_response`` path, deterministic, no key and no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from providers.attachments import Attachment
+from providers.contract import LLMReply
+from providers.errors import CredentialsError, ProviderError, UnsupportedAttachmentError
+from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, map_litellm_error
+from providers.request import check_attachments, check_model, check_options, check_prompt
+from providers.retry import RetryPolicy, aretry_call, retry_call
+from providers.streams import AsyncChatStream, ChatStream
+from providers.usage import make_usage, to_micro_usd
+
+__all__ = ["LiteLLMProvider", "load_litellm", "DEFAULT_OLLAMA_BASE"]
+
+log = logging.getLogger("providers.litellm")
+
+DEFAULT_OLLAMA_BASE = "http://localhost:11434"
+DEFAULT_TIMEOUT_S = 60.0
+
+_litellm = None
+_load_lock = threading.Lock()
+
+
+def load_litellm():
+    """Import litellm once, configured for a library host. Call it early (e.g. before a Modal memory snapshot)
+    to move the ~3 s import off the first request."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _load_lock:
+        if _litellm is None:
+            # "true" (any case) is required: "1" is NOT honoured by litellm.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+            import litellm
+
+            litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner on stdout per exception
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            _litellm = litellm
+    return _litellm
+
+
+def _split_provider(model: str) -> tuple[str, str]:
+    """'ollama_chat/qwen2.5:0.5b' -> ('ollama_chat', 'qwen2.5:0.5b'). Without a prefix LiteLLM infers it."""
+    prefix, sep, rest = model.partition("/")
+    if sep:
+        return prefix, rest
+    try:
+        _, provider, _, _ = load_litellm().get_llm_provider(model)
+    except Exception:  # noqa: BLE001 - an unknown bare name: LiteLLM will say so at call time
+        return "", model
+    return provider, model
+
+
+class LiteLLMProvider:
+    """``get_llm_provider("litellm", model_default=..., api_base=..., api_key=..., timeout=..., max_retries=...)``.
+
+    ``smoke=True`` runs LiteLLM's ``mock_response`` path: same code path and response objects, no network.
+    """
+
+    name = "litellm"
+
+    def __init__(
+        self,
+        model_default: str = "openai/gpt-4o-mini",
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 2,
+        retry: RetryPolicy | None = None,
+        smoke: bool = False,
+    ) -> None:
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self.model_default = check_model(model_default, "openai/gpt-4o-mini")
+        self.api_base = api_base
+        self._api_key = api_key  # private: never in repr, logs or errors
+        self.timeout = float(timeout)
+        self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
+        self.smoke = bool(smoke)
+
+    def __repr__(self) -> str:
+        key = ", api_key=<set>" if self._api_key else ""
+        return (
+            f"LiteLLMProvider(model_default={self.model_default!r}, api_base={self.api_base!r}{key}, "
+            f"timeout={self.timeout:g}, smoke={self.smoke})"
+        )
+
+    # ------------------------------------------------------------------ request building
+    def _target(self, model: str) -> Target:
+        llm_provider, bare = _split_provider(model)
+        api_base = self.api_base
+        if llm_provider in OLLAMA_PROVIDERS and not api_base:
+            api_base = os.environ.get("LLM_API_BASE") or DEFAULT_OLLAMA_BASE
+        return Target(model, llm_provider, bare, api_base, self._key_env(model, llm_provider), self._api_key)
+
+    def _key_env(self, model: str, llm_provider: str) -> str | None:
+        if llm_provider in LOCAL_PROVIDERS:
+            return None
+        try:
+            missing = load_litellm().validate_environment(model=model).get("missing_keys") or []
+        except Exception:  # noqa: BLE001
+            missing = []
+        keys = [k for k in missing if not k.endswith("_API_BASE")]
+        if keys:
+            return keys[-1] if len(keys) == 1 else f"{keys[-1]} (or {', '.join(keys[:-1])})"
+        guess = f"{llm_provider.upper()}_API_KEY" if llm_provider else None
+        return guess if guess and guess in os.environ else None
+
+    def _check_credentials(self, t: Target) -> None:
+        """Fail at once, with no network, when the model needs a key that is not set (LiteLLM would otherwise
+        answer a missing OpenAI key with a retryable-looking HTTP 500)."""
+        if self.smoke or self._api_key or t.llm_provider in LOCAL_PROVIDERS:
+            return
+        missing = load_litellm().validate_environment(model=t.model, api_base=t.api_base).get("missing_keys") or []
+        if any(not k.endswith("_API_BASE") for k in missing):
+            raise CredentialsError(f"{t.key_env} missing or {t.vendor} unreachable.", provider=self.name, model=t.model)
+
+    def _check_vision(self, t: Target, attachments: tuple[Attachment, ...]) -> None:
+        """Refuse images for a model LiteLLM's map knows and does not mark as vision-capable (no network:
+        Ollama models are skipped because LiteLLM would query the server)."""
+        if not any(a.is_image for a in attachments) or t.llm_provider in OLLAMA_PROVIDERS:
+            return
+        try:
+            info = load_litellm().get_model_info(model=t.model)
+        except Exception:  # noqa: BLE001 - not in the map: unknown, let the provider decide
+            return
+        if not info.get("supports_vision"):
+            raise UnsupportedAttachmentError(
+                f"{t.model} does not take images (LiteLLM's model map has no vision support for it): use a "
+                "vision model such as openai/gpt-4o-mini, or send text attachments only",
+                provider=self.name, model=t.model,
+            )
+
+    def _messages(self, prompt: str, attachments: tuple[Attachment, ...], system: str | None) -> list[dict]:
+        messages: list[dict] = [{"role": "system", "content": system}] if system else []
+        if not attachments:
+            messages.append({"role": "user", "content": prompt})
+            return messages
+        parts: list[dict] = [{"type": "text", "text": prompt}]
+        for a in attachments:
+            if a.is_image:
+                parts.append({"type": "image_url", "image_url": {"url": a.data_url()}})
+            else:
+                parts.append({"type": "text", "text": f"[attachment {a.name}]\n{a.text}"})
+        messages.append({"role": "user", "content": parts})
+        return messages
+
+    def _smoke_text(self, model: str, prompt: str, attachments: tuple[Attachment, ...]) -> str:
+        text = f"smoke reply from {model}: {prompt}"
+        if attachments:
+            text += " [attachments: " + "; ".join(f"{a.name} {a.mime} sha256:{a.sha256[:12]}" for a in attachments) + "]"
+        return text
+
+    def _prepare(
+        self, prompt: object, model: str | None, attachments: Sequence[Attachment] | None, options: dict[str, Any]
+    ) -> tuple[Target, dict[str, Any]]:
+        prompt = check_prompt(prompt)
+        model = check_model(model, self.model_default)
+        atts = check_attachments(attachments)
+        options = check_options(options)
+        t = self._target(model)
+        self._check_credentials(t)
+        self._check_vision(t, atts)
+        system = options.pop("system", None)
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": self._messages(prompt, atts, system),
+            "timeout": self.timeout,
+            "max_retries": 0,  # the openai SDK would retry 2x inside each of our attempts
+            **options,
+        }
+        if t.api_base:
+            kwargs["api_base"] = t.api_base
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        if self.smoke:
+            kwargs["mock_response"] = self._smoke_text(model, prompt, atts)
+        return t, kwargs
+
+    # ------------------------------------------------------------------ results
+    def _usd_micros(self, t: Target, cost: float | None, tokens_in: int, tokens_out: int) -> int | None:
+        if self.smoke:
+            return 0  # nothing was spent: LiteLLM would price its mocked reply as if it were real
+        if t.llm_provider in LOCAL_PROVIDERS:
+            return 0  # local compute; LiteLLM sometimes says None for these (ollama_chat/llama3)
+        if cost is None:
+            try:
+                cin, cout = load_litellm().cost_per_token(model=t.model, prompt_tokens=tokens_in, completion_tokens=tokens_out)
+                cost = cin + cout
+            except Exception:  # noqa: BLE001 - ModelNotMappedError & co: the price is unknown
+                return None
+        return to_micro_usd(cost)
+
+    def _reply(self, t: Target, resp: Any, started: float) -> LLMReply:
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        choices = getattr(resp, "choices", None) or []
+        if not choices:
+            raise ProviderError(f"{t.vendor} returned no choices for {t.model}", provider=self.name, model=t.model)
+        text = choices[0].message.content or ""
+        u = getattr(resp, "usage", None)
+        tokens_in = int(getattr(u, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(u, "completion_tokens", 0) or 0)
+        cost = (getattr(resp, "_hidden_params", None) or {}).get("response_cost")
+        usage = make_usage(tokens_in, tokens_out, latency_ms, self._usd_micros(t, cost, tokens_in, tokens_out))
+        return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
+
+    def _classifier(self, t: Target):
+        return lambda exc: map_litellm_error(exc, t, timeout=self.timeout)
+
+    # ------------------------------------------------------------------ chat
+    def chat(
+        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+    ) -> LLMReply:
+        t, kwargs = self._prepare(prompt, model, attachments, options)
+        litellm = load_litellm()
+        started = time.perf_counter()
+        resp = retry_call(lambda: litellm.completion(**kwargs), self._classifier(t), self.retry)
+        return self._reply(t, resp, started)
+
+    async def achat(
+        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+    ) -> LLMReply:
+        t, kwargs = self._prepare(prompt, model, attachments, options)
+        litellm = load_litellm()
+        started = time.perf_counter()
+        resp = await aretry_call(lambda: litellm.acompletion(**kwargs), self._classifier(t), self.retry)
+        return self._reply(t, resp, started)
+
+    # ------------------------------------------------------------------ streaming
+    def stream_chat(
+        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+    ) -> ChatStream:
+        t, kwargs = self._prepare(prompt, model, attachments, options)  # bad input raises here, not mid-iteration
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        return ChatStream(self._stream(t, kwargs))
+
+    def _stream(self, t: Target, kwargs: dict[str, Any]) -> Iterator[str]:
+        litellm = load_litellm()
+        classify = self._classifier(t)
+        acc = _StreamAccumulator()
+        started = time.perf_counter()
+
+        def open_until_first_text() -> tuple[Any, list[str]]:
+            # Retried as a whole: nothing has reached the caller yet.
+            acc.reset()
+            it = iter(litellm.completion(**kwargs))
+            for chunk in it:
+                text = acc.add(chunk)
+                if text:
+                    return it, [text]
+            return it, []
+
+        it, first = retry_call(open_until_first_text, classify, self.retry)
+        yield from first
+        try:
+            for chunk in it:
+                text = acc.add(chunk)
+                if text:
+                    yield text
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - after the first chunk: no retry, no silent truncation
+            raise classify(exc) from None
+        return self._stream_reply(t, kwargs, acc, started)
+
+    def astream_chat(
+        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+    ) -> AsyncChatStream:
+        t, kwargs = self._prepare(prompt, model, attachments, options)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        return AsyncChatStream(self._astream(t, kwargs))
+
+    async def _astream(self, t: Target, kwargs: dict[str, Any]) -> AsyncIterator[str | LLMReply]:
+        litellm = load_litellm()
+        classify = self._classifier(t)
+        acc = _StreamAccumulator()
+        started = time.perf_counter()
+
+        async def open_until_first_text() -> tuple[Any, list[str]]:
+            acc.reset()
+            it = (await litellm.acompletion(**kwargs)).__aiter__()
+            async for chunk in it:
+                text = acc.add(chunk)
+                if text:
+                    return it, [text]
+            return it, []
+
+        it, first = await aretry_call(open_until_first_text, classify, self.retry)
+        for text in first:
+            yield text
+        try:
+            async for chunk in it:
+                text = acc.add(chunk)
+                if text:
+                    yield text
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc) from None
+        yield self._stream_reply(t, kwargs, acc, started)
+
+    def _stream_reply(self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float) -> LLMReply:
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        text = "".join(acc.parts)
+        if acc.tokens_in is None:  # the provider sent no usage chunk: count with LiteLLM's tokenizer
+            litellm = load_litellm()
+            acc.tokens_in = litellm.token_counter(model=t.model, messages=kwargs["messages"])
+            acc.tokens_out = litellm.token_counter(model=t.model, text=text, count_response_tokens=True)
+        usage = make_usage(
+            acc.tokens_in, acc.tokens_out or 0, latency_ms, self._usd_micros(t, None, acc.tokens_in, acc.tokens_out or 0)
+        )
+        return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
+
+
+class _StreamAccumulator:
+    """Collects text deltas and the usage chunk (the last one, with ``choices == []``)."""
+
+    __slots__ = ("parts", "tokens_in", "tokens_out")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.parts: list[str] = []
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+
+    def add(self, chunk: Any) -> str:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+            self.tokens_in = int(usage.prompt_tokens or 0)
+            self.tokens_out = int(usage.completion_tokens or 0)
+        choices = chunk.choices
+        if not choices:
+            return ""
+        text = choices[0].delta.content or ""
+        if text:
+            self.parts.append(text)
+        return text
+
+

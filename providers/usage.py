@@ -1,0 +1,63 @@
+"""The usage dict every reply carries, and the one place money is rounded.
+
+``usage`` has exactly four keys:
+
+- ``tokens_in``: input (prompt) tokens, as the provider reported them.
+- ``tokens_out``: output (completion) tokens, as the provider reported them.
+- ``latency_ms``: wall time of the provider call as the caller sees it, retries and back-off included.
+- ``usd_micros``: cost in integer micro-USD, rounded half-up; ``0`` for mock and local models; ``None`` when the
+  price is unknown (never a made-up 0).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TypedDict
+
+__all__ = ["USAGE_KEYS", "Usage", "make_usage", "to_micro_usd", "validate_usage"]
+
+USAGE_KEYS: tuple[str, ...] = ("tokens_in", "tokens_out", "latency_ms", "usd_micros")
+
+_MICRO = Decimal(1_000_000)
+_ONE = Decimal(1)
+
+
+class Usage(TypedDict):
+    tokens_in: int
+    tokens_out: int
+    latency_ms: int
+    usd_micros: int | None
+
+
+def to_micro_usd(cost_usd: float | None) -> int | None:
+    """USD float -> integer micro-USD, half-up (``round()`` would do banker's rounding: 2.5e-07 -> 0)."""
+    if cost_usd is None:
+        return None
+    return int((Decimal(repr(float(cost_usd))) * _MICRO).quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+def make_usage(tokens_in: int, tokens_out: int, latency_ms: int, usd_micros: int | None) -> Usage:
+    return {
+        "tokens_in": int(tokens_in),
+        "tokens_out": int(tokens_out),
+        "latency_ms": int(latency_ms),
+        "usd_micros": None if usd_micros is None else int(usd_micros),
+    }
+
+
+def validate_usage(usage: object) -> Usage:
+    """Check a usage mapping that crossed a boundary (JSON, Modal); raise ValueError naming the bad key."""
+    if not isinstance(usage, dict):
+        raise ValueError(f"usage must be a dict with keys {', '.join(USAGE_KEYS)}; got {type(usage).__name__}")
+    keys = set(usage)
+    if keys != set(USAGE_KEYS):
+        missing = sorted(set(USAGE_KEYS) - keys)
+        extra = sorted(keys - set(USAGE_KEYS))
+        raise ValueError(f"usage keys must be exactly {', '.join(USAGE_KEYS)} (missing: {missing}, unexpected: {extra})")
+    for key in USAGE_KEYS:
+        value = usage[key]
+        if value is None and key == "usd_micros":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"usage[{key!r}] must be a non-negative int, got {value!r}")
+    return usage  # type: ignore[return-value]
