@@ -70,21 +70,16 @@ class Attachment:
                 "send a smaller file or raise max_bytes"
             )
         sniffed = sniff_mime(data)
-        if mime is None:
-            mime = sniffed
-        elif sniffed is not None and mime != sniffed and not (mime.startswith("text/") and sniffed == "text/plain"):
-            raise UnsupportedAttachmentError(
-                f"attachment {name!r} was declared {mime} but its content is {sniffed}: fix the declared type"
-            )
-        if mime is None or mime not in SUPPORTED_MIME_TYPES and not mime.startswith("text/"):
+        if sniffed is None:
             raise UnsupportedAttachmentError(
                 f"attachment {name!r} has an unsupported type ({mime or 'unrecognised content'}); "
                 f"supported: {', '.join(SUPPORTED_MIME_TYPES)}"
             )
-        if mime.startswith("text/"):
-            if sniffed != "text/plain":
-                raise UnsupportedAttachmentError(f"attachment {name!r} is declared {mime} but is not UTF-8 text")
-            mime = "text/plain"
+        if mime is not None and mime != sniffed and not (mime.startswith("text/") and sniffed == "text/plain"):
+            raise UnsupportedAttachmentError(
+                f"attachment {name!r} was declared {mime} but its content is {sniffed}: fix the declared type"
+            )
+        mime = sniffed  # the content decides; text/* declarations normalise to text/plain
         return cls(name=name, mime=mime, data=data)
 
     @classmethod
