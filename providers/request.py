@@ -48,11 +48,13 @@ def check_model(model: object, default: str) -> str:
     return model
 
 
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
+def check_options(options: dict[str, Any], extra: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """Type-check generation options. ``extra`` admits provider-specific ones (e.g. the mock's ``mock_error``)."""
+    known = OPTION_TYPES if not extra else {**OPTION_TYPES, **extra}
     for key, value in options.items():
-        types = OPTION_TYPES.get(key)
+        types = known.get(key)
         if types is None:
-            raise InvalidRequestError(f"unknown option {key!r}; known options: {', '.join(sorted(OPTION_TYPES))}")
+            raise InvalidRequestError(f"unknown option {key!r}; known options: {', '.join(sorted(known))}")
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, types):

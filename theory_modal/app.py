@@ -1,0 +1,108 @@
+"""The Modal app: one image, and one chat function plus one streaming function per processor.
+
+Every function is a thin shell over :mod:`theory_modal.runtime`, generated from ``processors.PROCESSORS``, so
+adding a provider adds one registration, not a copy. Importing this module locally does not import litellm.
+
+Deploy-time settings (read here at import, and baked into the image so containers compute the same values;
+see shared/notes/modal.md §7):
+
+- ``THEORY_MODAL_APP``: the app name (default ``theory``).
+- ``THEORY_MODAL_SECRETS``: comma-separated Modal Secret names attached to every function, e.g.
+  ``openai-secret,anthropic-secret``. Empty by default: the mock and Ollama need no key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import modal
+
+from theory_modal import runtime
+from theory_modal.processors import PROCESSORS, Processor
+
+__all__ = ["app", "image", "APP_NAME", "SECRET_NAMES", "SERVING", "FUNCTIONS", "LITELLM_REQUIREMENT"]
+
+APP_NAME = os.environ.get("THEORY_MODAL_APP", "theory").strip() or "theory"
+SECRET_NAMES: tuple[str, ...] = tuple(
+    n.strip() for n in os.environ.get("THEORY_MODAL_SECRETS", "").split(",") if n.strip()
+)
+#: Same pin as pyproject.toml (a test keeps the two equal).
+LITELLM_REQUIREMENT = "litellm==1.110.2"
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install(LITELLM_REQUIREMENT)
+    .env(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price-map fetch at import ("1" is not honoured)
+            "LITELLM_OFFLINE_MODE": "true",  # no Hugging Face tokenizer download stalling the first stream
+            "THEORY_MODAL_APP": APP_NAME,
+            "THEORY_MODAL_SECRETS": ",".join(SECRET_NAMES),
+        }
+    )
+    # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.
+    .add_local_python_source("providers", "theory_modal")
+)
+
+app = modal.App(APP_NAME, image=image)
+
+#: Serving settings per provider, chosen on purpose:
+#: - ``timeout`` (s, per input) above the provider's worst case: LiteLLM's per-attempt timeout 60 s within a
+#:   120 s retry budget can end at ~180 s; the mock answers at once.
+#: - ``max_inputs``: provider calls are I/O-bound (waiting on HTTP), so one container serves many at once
+#:   (sync functions run in a thread pool). The mock is pure CPU work of microseconds.
+#: - No Modal ``retries``: the provider's own loop retries transient errors; a Modal retry would re-run that
+#:   whole loop (3 x 3 attempts). Generators cannot have retries anyway.
+#: - ``enable_memory_snapshot``: litellm (~3 s to import) is imported before the snapshot (below), so a
+#:   restored container starts with it loaded.
+SERVING: dict[str, dict[str, Any]] = {
+    "mock": {"timeout": 60, "max_inputs": 100},
+    "litellm": {"timeout": 300, "max_inputs": 32},
+}
+COMMON: dict[str, Any] = {
+    "enable_memory_snapshot": True,
+    "scaledown_window": 120,  # keep a warm container two minutes after the last input
+    "secrets": [modal.Secret.from_name(name) for name in SECRET_NAMES],
+}
+
+if not modal.is_local():  # inside a container, at import: before the memory snapshot is taken
+    from providers.litellm_provider import load_litellm
+
+    load_litellm()
+
+
+def _chat_body(p: Processor) -> Callable[[dict], dict]:
+    ref, provider = p.ref, p.provider
+
+    def chat(payload: dict) -> dict:
+        return runtime.run_chat(ref, provider, payload)
+
+    return chat
+
+
+def _stream_body(p: Processor) -> Callable[[dict], Iterator[Any]]:
+    ref, provider = p.ref, p.provider
+
+    def stream(payload: dict) -> Iterator[Any]:
+        yield from runtime.run_stream(ref, provider, payload)
+
+    return stream
+
+
+def _register(name: str, body: Callable, settings: dict[str, Any]) -> modal.Function:
+    # Containers find a function by getattr(module, __qualname__), so each one is a module global by that name.
+    body.__name__ = body.__qualname__ = name
+    body.__module__ = __name__
+    fn = app.function(timeout=settings["timeout"], **COMMON)(modal.concurrent(max_inputs=settings["max_inputs"])(body))
+    globals()[name] = fn
+    return fn
+
+
+#: Function name -> Modal function, e.g. ``mock_chat``, ``mock_stream``, ``litellm_chat``, ``litellm_stream``.
+FUNCTIONS: dict[str, modal.Function] = {}
+for _p in PROCESSORS:
+    FUNCTIONS[_p.chat_function] = _register(_p.chat_function, _chat_body(_p), SERVING[_p.provider])
+    FUNCTIONS[_p.stream_function] = _register(_p.stream_function, _stream_body(_p), SERVING[_p.provider])
+del _p
