@@ -1,0 +1,5 @@
+import sys
+
+from theory_modal.cli import main
+
+sys.exit(main())
