@@ -112,7 +112,8 @@ class MockProvider:
             if mock_error not in MOCK_ERRORS:
                 raise InvalidRequestError(f"unknown mock_error {mock_error!r}; known: {', '.join(MOCK_ERRORS)}")
             template = MOCK_ERRORS[mock_error]
-            raise type(template)(template.message, provider="mock", model=model)
+            extra = {"retry_after": template.retry_after} if isinstance(template, RateLimitError) else {}
+            raise type(template)(template.message, provider="mock", model=model, **extra)
         text = self._next_scripted()
         if text is None:
             text = f"mock reply to: {prompt}"

@@ -23,6 +23,7 @@ from theory_modal.runtime import STREAM_END
 
 __all__ = [
     "Adapter",
+    "AdapterProvider",
     "LocalAdapter",
     "ModalAdapter",
     "RunStream",
@@ -281,3 +282,75 @@ def get_adapter(name: str, **config: Any) -> Adapter:
     if name == "modal":
         return ModalAdapter(**config)
     raise InvalidRequestError(f"unknown adapter {name!r}; choose one of: {', '.join(ADAPTERS)}")
+
+
+class AdapterProvider:
+    """The provider contract on top of an adapter: ``chat`` etc. run a processor locally or on Modal.
+
+    Lets code written against ``LLMProvider`` (and the contract suite) use a deployed app unchanged:
+    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1", mode="live")``.
+    """
+
+    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "smoke", model_default: str | None = None) -> None:
+        from providers.registry import default_models
+
+        self.adapter = adapter
+        self.processor = resolve(ref)
+        self.mode = mode
+        self.name = self.processor.provider
+        self.model_default = model_default or default_models.get(self.processor.provider, "")
+
+    def _payload(self, prompt: Any, model: str | None, attachments: Any, options: dict[str, Any]) -> dict[str, Any]:
+        from providers.request import check_attachments
+
+        payload: dict[str, Any] = {"prompt": prompt, "mode": self.mode, "model": model or self.model_default}
+        if options:
+            payload["options"] = options
+        atts = check_attachments(attachments)
+        if atts:
+            payload["attachments"] = [a.to_dict() for a in atts]
+        return payload
+
+    @staticmethod
+    def _reply(resp: dict[str, Any]):
+        from providers.contract import LLMReply
+
+        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"})
+
+    def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        return self._reply(self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)))
+
+    def stream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        from providers.streams import ChatStream
+
+        run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
+
+        def gen():
+            yield from run
+            return self._reply(run.response)
+
+        return ChatStream(gen())
+
+    async def achat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        import asyncio
+
+        payload = self._payload(prompt, model, attachments, options)
+        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload))
+
+    def astream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        import asyncio
+
+        from providers.streams import AsyncChatStream
+
+        sync_stream = self.stream_chat(prompt, model=model, attachments=attachments, **options)
+        done = object()
+
+        async def agen():
+            while True:
+                chunk = await asyncio.to_thread(next, sync_stream, done)
+                if chunk is done:
+                    break
+                yield chunk
+            yield sync_stream.reply
+
+        return AsyncChatStream(agen())

@@ -1,0 +1,184 @@
+"""The CLI, as a user runs it: subprocesses, exit codes, one-line errors, batch integrity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTINEL = "sk-SENTINELcli0123456789"
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith(("_API_KEY", "_API_BASE")) and not k.startswith("MODAL_") and k != "LLM_API_BASE"}
+    env.update(HOME=str(tmp_path), MODAL_CONFIG_PATH=str(tmp_path / "absent.toml"), NO_COLOR="1", COLUMNS="200")
+    env.update(extra)
+    return env
+
+
+def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "theory_modal", *args], capture_output=True, text=True,
+                          env=_env(tmp_path, **env), cwd=tmp_path, timeout=120)
+
+
+def test_bare_run_works_on_a_fresh_machine_with_no_keys(tmp_path):
+    r = cli(tmp_path, "run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "smoke reply from openai/gpt-4o-mini: Hello"
+    assert "llm/litellm@1 · openai/gpt-4o-mini" in r.stderr
+
+
+def test_run_json_prints_the_response_dict(tmp_path):
+    r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--prompt", "two words", "--json")
+    assert r.returncode == 0
+    resp = json.loads(r.stdout)
+    assert resp["ref"] == "llm/mock@1" and resp["text"] == "mock reply to: two words"
+    assert set(resp["usage"]) == {"tokens_in", "tokens_out", "latency_ms", "usd_micros"}
+
+
+def test_run_stream_prints_the_text(tmp_path):
+    r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--prompt", "a b c", "--stream")
+    assert r.returncode == 0 and r.stdout == "mock reply to: a b c\n"
+
+
+def test_run_with_attachment(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)
+    r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--attach", "image=photo.png", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "image image/png 16 bytes" in json.loads(r.stdout)["text"]
+
+
+def test_mock_run_never_imports_litellm(tmp_path):
+    code = ("import sys; from theory_modal.cli import main; rc = main(['run', '--ref', 'llm/mock@1']); "
+            "print('LITELLM' if 'litellm' in sys.modules else 'NO-LITELLM'); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(tmp_path), timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().endswith("NO-LITELLM")
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "--ref", "llm/nope@1"], "unknown processor ref 'llm/nope@1'; known refs: llm/litellm@1, llm/mock@1"),
+        (["run", "--ref", "nope"], "malformed processor ref 'nope'"),
+        (["run", "--adapter", "cloud"], "Invalid value for '--adapter'"),
+        (["run", "--mode", "prod"], "Invalid value for '--mode'"),
+        (["run", "--attach", "photo.jpg"], "--attach expects name=path"),
+        (["run", "--attach", "img=missing.png"], "no such file"),
+        (["run", "--attach", "img=."], "is a directory"),
+        (["run", "--prompt", "   "], "request.prompt must be a non-empty string"),
+        (["run", "--ref", "llm/mock@1", "--temperature", "9"], "temperature' must be between 0 and 2"),
+        (["run", "--no-such-flag"], "No such option"),
+        (["batch", "--ref", "llm/mock@1", "--input", "absent.jsonl", "--output", "o.jsonl"], "no such file"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, needle):
+    r = cli(tmp_path, *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_oversized_attachment_exits_2(tmp_path):
+    (tmp_path / "big.txt").write_bytes(b"a" * (20 * 1024 * 1024 + 1))
+    r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--attach", "doc=big.txt")
+    assert r.returncode == 2 and "over the 20.0 MiB cap" in r.stderr
+
+
+def test_provider_failure_exits_1_with_one_line(tmp_path):
+    r = cli(tmp_path, "run", "--mode", "live")
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: OPENAI_API_KEY missing or OpenAI unreachable."
+
+
+def test_modal_adapter_without_token_exits_1_with_the_fix(tmp_path):
+    r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--adapter", "modal")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "error: No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET."
+    )
+
+
+def test_refs_lists_processors(tmp_path):
+    r = cli(tmp_path, "refs", "--json")
+    assert [row["ref"] for row in json.loads(r.stdout)] == ["llm/mock@1", "llm/litellm@1"]
+
+
+def test_doctor_reports_keys_without_their_values(tmp_path):
+    r = cli(tmp_path, "doctor", "--json", OPENAI_API_KEY=SENTINEL, LLM_API_BASE="http://127.0.0.1:9")
+    assert r.returncode == 0
+    report = json.loads(r.stdout)
+    assert report["provider_keys"]["OPENAI_API_KEY"] == "set"
+    assert report["provider_keys"]["ANTHROPIC_API_KEY"] == "not set"
+    assert report["modal_token"].startswith("not configured")
+    assert report["ollama"]["status"].startswith("does not answer")
+    assert SENTINEL not in r.stdout + r.stderr
+
+
+def test_doctor_sees_a_live_ollama(tmp_path, fake_llm):
+    r = cli(tmp_path, "doctor", "--json", LLM_API_BASE=fake_llm.ollama_base)
+    assert json.loads(r.stdout)["ollama"]["status"].startswith("answers")
+
+
+# ------------------------------------------------------------------ batch
+def _write_jsonl(path: Path, rows: list) -> None:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+
+
+def test_batch_keeps_every_item_and_records_failures(tmp_path):
+    _write_jsonl(tmp_path / "in.jsonl", [
+        {"prompt": "first", "id": "a"},
+        "{not json",
+        {"prompt": "boom", "options": {"mock_error": "timeout"}},
+        "",
+        json.dumps("a bare string prompt"),
+        {"prompt": ""},
+        {"prompt": "last"},
+    ])
+    r = cli(tmp_path, "batch", "--ref", "llm/mock@1", "--input", "in.jsonl", "--output", "out.jsonl")
+    assert r.returncode == 1  # some items failed; the others are all there
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    by_index = {row["index"]: row for row in rows}
+    assert sorted(by_index) == [0, 1, 2, 3, 4, 5] and len(rows) == 6
+    assert by_index[0]["text"] == "mock reply to: first" and by_index[0]["id"] == "a"
+    assert "not valid JSON" in by_index[1]["error"]["message"]
+    assert by_index[2]["error"]["kind"] == "timeout"
+    assert by_index[3]["text"] == "mock reply to: a bare string prompt"
+    assert by_index[4]["error"]["kind"] == "invalid_request"
+    assert by_index[5]["text"] == "mock reply to: last"
+    assert "3 ok, 3 failed" in r.stdout and "tokens" in r.stdout and "p50" in r.stdout
+
+
+def test_batch_resume_skips_completed_items_and_drops_torn_lines(tmp_path):
+    _write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p{i}"} for i in range(5)])
+    done = {"index": 1, "ref": "llm/mock@1", "text": "KEPT FROM BEFORE", "provider": "mock", "model": "mock",
+            "usage": {"tokens_in": 1, "tokens_out": 1, "latency_ms": 0, "usd_micros": 0}}
+    failed = {"index": 2, "ref": "llm/mock@1", "error": {"type": "X", "kind": "timeout", "message": "m"}}
+    (tmp_path / "out.jsonl").write_text(json.dumps(done) + "\n" + json.dumps(failed) + "\n" + '{"index": 3, "te')
+    r = cli(tmp_path, "batch", "--ref", "llm/mock@1", "--input", "in.jsonl", "--output", "out.jsonl", "--resume")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(row["index"] for row in rows) == [0, 1, 2, 3, 4]
+    assert next(row for row in rows if row["index"] == 1)["text"] == "KEPT FROM BEFORE"
+    assert next(row for row in rows if row["index"] == 2)["text"] == "mock reply to: p2"  # failures are retried
+
+
+# ------------------------------------------------------------------ deploy.py
+def test_python_deploy_smoke_runs_every_processor_offline(tmp_path):
+    r = subprocess.run([sys.executable, "deploy.py", "--mode", "smoke"], capture_output=True, text=True,
+                       env=_env(tmp_path), cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "llm/mock@1" in r.stdout and "llm/litellm@1" in r.stdout and "NO" not in r.stdout
+
+
+def test_python_deploy_live_without_keys_fails_and_says_why(tmp_path):
+    r = subprocess.run([sys.executable, "deploy.py", "--mode", "live"], capture_output=True, text=True,
+                       env=_env(tmp_path), cwd=ROOT, timeout=120)
+    assert r.returncode == 1
+    assert "OPENAI_API_KEY missing" in r.stdout
