@@ -1,27 +1,35 @@
 # One obvious way to run things. Every target creates .venv on first use.
+#
+# Installs are hash-locked: requirements.lock pins every package (and the build backend) with sha256 hashes.
+# Regenerate it after changing dependencies in pyproject.toml with `make lock` (needs uv: pip install uv).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv smoke test bench clean
+.PHONY: venv smoke test bench lock clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(PIP) install --require-hashes -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-smoke: $(STAMP)          ## the main job on its embedded default: local adapter, smoke mode
+smoke: $(STAMP)          ## the main job on its embedded default: llm/litellm@1, local adapter, smoke mode
 	$(VENV)/bin/theory-modal run
 
 test: $(STAMP)           ## the whole hermetic test suite
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
-	$(PY) -m bench
+bench: $(STAMP)          ## benchmarks (bench/README.md); `make bench ARGS=--quick` for the CI-sized run
+	$(PY) -m bench $(ARGS)
+
+lock:
+	uv pip compile pyproject.toml requirements/build.in --extra test --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache

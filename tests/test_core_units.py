@@ -116,7 +116,7 @@ def test_redact_removes_given_values_env_keys_and_key_shapes(monkeypatch):
 
 # ------------------------------------------------------------------ the guard itself
 def test_network_guard_fails_a_non_loopback_connection():
-    from conftest import NonLoopbackNetworkError
+    from theory_modal.testing.network_guard import NonLoopbackNetworkError
 
     s = socket.socket()
     try:

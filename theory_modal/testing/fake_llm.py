@@ -142,6 +142,7 @@ def _dumps(obj: Any) -> bytes:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: benchmarks open many connections at once
     block_on_close = False  # stop() shuts connections down and joins the workers itself, with a deadline
 
     def __init__(self, owner: FakeLLMServer, port: int) -> None:
