@@ -83,10 +83,28 @@ class Attachment:
         return cls(name=name, mime=mime, data=data)
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], *, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Attachment:
-        """Read a file. The type comes from the content; a file whose extension claims another type is refused."""
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        root: str | os.PathLike[str] | None = None,
+    ) -> Attachment:
+        """Read a file. The type comes from the content; a file whose extension claims another type is refused.
+
+        With ``root`` (the CLI passes the working directory), a symlink that resolves outside ``root`` is
+        refused: a link must not smuggle in a file the caller did not name (``~/.ssh/id_rsa``, ``/etc/...``).
+        """
         p = Path(path)
         label = name or p.name
+        if p.is_symlink() and root is not None:
+            target, base = p.resolve(), Path(root).resolve()
+            if not target.is_relative_to(base):
+                raise UnsupportedAttachmentError(
+                    f"attachment {label!r}: {p} is a symlink to {target}, outside the working tree {base}; "
+                    "pass the real path if you mean that file"
+                )
         if not p.exists():
             raise UnsupportedAttachmentError(f"attachment {label!r}: no such file: {p}")
         if p.is_dir():

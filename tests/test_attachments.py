@@ -90,3 +90,19 @@ def test_from_dict_revalidates_content():
         Attachment.from_dict(bad)
     with pytest.raises(UnsupportedAttachmentError, match="base64"):
         Attachment.from_dict({"name": "x", "data_b64": "!!!"})
+
+
+def test_symlink_out_of_the_working_tree_is_refused_when_a_root_is_given(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("do not send me")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "link.txt").symlink_to(secret)
+    (tree / "real.txt").write_text("fine")
+    (tree / "inner.txt").symlink_to(tree / "real.txt")
+    with pytest.raises(UnsupportedAttachmentError, match="symlink to .*outside the working tree"):
+        Attachment.from_path(tree / "link.txt", root=tree)
+    assert Attachment.from_path(tree / "inner.txt", root=tree).text == "fine"  # links inside the tree are fine
+    assert Attachment.from_path(secret, root=tree).text == "do not send me"  # a real path, named explicitly

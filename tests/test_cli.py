@@ -85,6 +85,35 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, needle
     assert "Traceback" not in r.stderr + r.stdout
 
 
+def test_attachment_symlink_out_of_the_working_tree_exits_2(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "private.txt").write_text("secret")
+    (work / "notes.txt").symlink_to(tmp_path / "private.txt")
+    r = subprocess.run([sys.executable, "-m", "theory_modal", "run", "--ref", "llm/mock@1", "--attach", "n=notes.txt"],
+                       capture_output=True, text=True, env=_env(tmp_path), cwd=work, timeout=60)
+    assert r.returncode == 2 and "outside the working tree" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "has space"], "request.model must be a model string"),
+    (["--ref", "llm/mock@1", "--attach", "x=data.bin"], "unsupported type"),
+    (["--ref", "llm/mock@1", "--attach", "x=lie.jpg"], "the extension says image/jpeg but the content is text/plain"),
+])
+def test_more_bad_input_exits_2(tmp_path, args, needle):
+    (tmp_path / "data.bin").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "lie.jpg").write_text("just text")
+    r = cli(tmp_path, "run", *args)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_prompt_over_the_context_window_exits_2(tmp_path, fake_llm):
+    r = cli(tmp_path, "run", "--mode", "live", "--model", "openai/ctx-overflow", OPENAI_API_KEY="sk-test-0000000",
+            OPENAI_API_BASE=fake_llm.openai_base)
+    assert r.returncode == 2, r.stderr
+    assert "context window" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_oversized_attachment_exits_2(tmp_path):
     (tmp_path / "big.txt").write_bytes(b"a" * (20 * 1024 * 1024 + 1))
     r = cli(tmp_path, "run", "--ref", "llm/mock@1", "--attach", "doc=big.txt")
@@ -182,3 +211,39 @@ def test_python_deploy_live_without_keys_fails_and_says_why(tmp_path):
                        env=_env(tmp_path), cwd=ROOT, timeout=120)
     assert r.returncode == 1
     assert "OPENAI_API_KEY missing" in r.stdout
+
+
+def test_batch_killed_mid_run_then_resumed_has_every_input_exactly_once(tmp_path):
+    import signal
+    import time
+
+    from theory_modal.testing.fake_llm import FakeLLMServer
+
+    n = 120
+    _write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"item {i}", "id": i} for i in range(n)])
+    args = ["batch", "--ref", "llm/litellm@1", "--mode", "live", "--input", "in.jsonl", "--output", "out.jsonl",
+            "--concurrency", "2"]
+    out = tmp_path / "out.jsonl"
+    with FakeLLMServer(latency=0.05) as srv:
+        env = _env(tmp_path, OPENAI_API_KEY="sk-test-batch-00000", OPENAI_API_BASE=srv.openai_base)
+        proc = subprocess.Popen([sys.executable, "-m", "theory_modal", *args], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 20):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        first = out.read_bytes().splitlines()
+        assert 20 <= len(first) < n, "the kill should land part-way"
+        for line in first:
+            json.loads(line)  # never a torn or corrupt line
+        hits_before = srv.hits("/v1/chat/completions")
+
+        r = subprocess.run([sys.executable, "-m", "theory_modal", *args, "--resume"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        redone = srv.hits("/v1/chat/completions") - hits_before
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(row["index"] for row in rows) == list(range(n))  # every input exactly once
+    assert all(row["text"] == f"echo: item {row['id']}" for row in rows)
+    assert redone == n - len(first)  # completed items were not redone

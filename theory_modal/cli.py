@@ -53,7 +53,7 @@ def _parse_attach(values: tuple[str, ...]) -> list[dict[str, str]]:
         name, sep, path = value.partition("=")
         if not sep or not name.strip() or not path.strip():
             raise BadInput(f"--attach expects name=path (e.g. --attach image=photo.jpg), got {value!r}")
-        out.append(Attachment.from_path(path, name=name.strip()).to_dict())
+        out.append(Attachment.from_path(path, name=name.strip(), root=Path.cwd()).to_dict())
     return out
 
 
