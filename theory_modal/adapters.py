@@ -78,6 +78,7 @@ class RunStream:
         item = next(self._items)
         if isinstance(item, dict) and STREAM_END in item:
             self._response = item[STREAM_END]
+            self.close()  # finish the (remote) generator here, in this thread, not at garbage collection
             raise StopIteration
         return item
 
@@ -86,6 +87,12 @@ class RunStream:
         if self._response is None:
             raise RuntimeError("the stream has not finished: iterate it to the end before reading .response")
         return self._response
+
+    def close(self) -> None:
+        """Stop early. Closes the underlying (possibly remote) generator now, not whenever it is collected."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 class Adapter:
@@ -115,15 +122,21 @@ class Adapter:
         valid = [(i, body) for i, body, _ in prepared if body is not None]
         results = self._map(p.chat_function, [body for _, body in valid], concurrency)
         result_iter = iter(results)
-        for i, body, exc in prepared:
-            if exc is not None:
-                yield {"index": i, "ref": p.ref, "error": error_dict(exc)}
-                continue
-            result = next(result_iter)
-            if isinstance(result, BaseException):
-                yield {"index": i, "ref": p.ref, "error": error_dict(result)}
-            else:
-                yield {"index": i, **result}
+        try:
+            for i, body, exc in prepared:
+                if exc is not None:
+                    yield {"index": i, "ref": p.ref, "error": error_dict(exc)}
+                    continue
+                result = next(result_iter)
+                if isinstance(result, BaseException):
+                    yield {"index": i, "ref": p.ref, "error": error_dict(result)}
+                else:
+                    yield {"index": i, **result}
+        finally:
+            # Finish Modal's map generator here, in this thread, not whenever it is garbage-collected.
+            close = getattr(result_iter, "close", None)
+            if close is not None:
+                close()
 
     # Backends implement these three.
     def _call(self, function: str, body: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
@@ -176,6 +189,7 @@ class ModalAdapter(Adapter):
         self.environment = environment
         self.connect_timeout = float(connect_timeout)
         self._functions: dict[str, Any] = {}
+        self._client: Any = None  # our own modal.Client, created by the first successful lookup
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lookups
@@ -214,6 +228,18 @@ class ModalAdapter(Adapter):
             )
         return exc
 
+    def _new_client(self):
+        """A client of our own, not modal's process-wide one: ``Client.from_env`` holds a class-wide lock while
+        it connects, so one lookup stuck on a dead control plane would block every Modal call in the process
+        for ~60 s. OAuth setups fall back to the shared client."""
+        import modal
+        from modal.config import config
+
+        token_id, token_secret = config.get("token_id"), config.get("token_secret")
+        if token_id and token_secret:
+            return modal.Client.from_credentials(token_id, token_secret)
+        return None
+
     def _function(self, function: str):
         with self._lock:
             fn = self._functions.get(function)
@@ -222,18 +248,24 @@ class ModalAdapter(Adapter):
         self._check_credentials()
         import modal
 
-        fn = modal.Function.from_name(self.app_name, function, environment_name=self.environment)
-        outcome: list[BaseException | None] = []
+        outcome: list[Any] = []
 
-        def hydrate() -> None:
+        def lookup() -> None:
             try:
-                fn.hydrate()
-                outcome.append(None)
+                with self._lock:
+                    client = self._client
+                if client is None:
+                    client = self._new_client()
+                found = modal.Function.from_name(
+                    self.app_name, function, environment_name=self.environment, client=client
+                )
+                found.hydrate()
+                outcome.append((found, client))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 outcome.append(exc)
 
         # The client retries a dead control plane for ~60 s; bound it. The daemon thread dies with the process.
-        worker = threading.Thread(target=hydrate, name=f"modal-lookup-{function}", daemon=True)
+        worker = threading.Thread(target=lookup, name=f"modal-lookup-{function}", daemon=True)
         worker.start()
         worker.join(self.connect_timeout)
         if not outcome:
@@ -241,10 +273,12 @@ class ModalAdapter(Adapter):
                 f"Modal control plane unreachable at {self._server()} (no answer within {self.connect_timeout:g}s): "
                 "check the network, or MODAL_SERVER_URL."
             )
-        if outcome[0] is not None:
+        if isinstance(outcome[0], BaseException):
             raise self._translate(outcome[0], function) from None
+        fn, client = outcome[0]
         with self._lock:
             self._functions[function] = fn
+            self._client = client
         return fn
 
     # ------------------------------------------------------------------ calls
@@ -326,7 +360,10 @@ class AdapterProvider:
         run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
 
         def gen():
-            yield from run
+            try:
+                yield from run
+            finally:
+                run.close()
             return self._reply(run.response)
 
         return ChatStream(gen())

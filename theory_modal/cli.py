@@ -298,8 +298,8 @@ def batch(ref, adapter, mode, app_name, environment, input_path, output_path, co
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def emulator(ctx):
-    """Run the loopback Modal emulator (see theory_modal.testing.emulator)."""
-    from theory_modal.testing.emulator.__main__ import main as emulator_main
+    """Run the loopback Modal emulator: [--port P] [--secrets secrets.json] (see theory_modal.testing.emulator)."""
+    from theory_modal.testing.emulator import main as emulator_main
 
     raise SystemExit(emulator_main(list(ctx.args)))
 
