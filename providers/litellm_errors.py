@@ -8,6 +8,7 @@ error.")``; Ollama 404 means "model not pulled"; 403 arrives as ``APIError`` for
 from __future__ import annotations
 
 import email.utils
+import os
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,15 @@ from providers.errors import (
     redact,
 )
 
-__all__ = ["Target", "map_litellm_error", "vendor_name", "unreachable_message", "LOCAL_PROVIDERS"]
+__all__ = [
+    "Target",
+    "map_litellm_error",
+    "vendor_name",
+    "unreachable_message",
+    "dropped_message",
+    "base_url",
+    "LOCAL_PROVIDERS",
+]
 
 #: LiteLLM provider prefixes that run models locally: their cost is 0, not unknown.
 LOCAL_PROVIDERS = frozenset({"ollama", "ollama_chat", "lm_studio", "llamafile"})
@@ -54,16 +63,38 @@ def vendor_name(llm_provider: str) -> str:
     return _VENDOR_NAMES.get(llm_provider, llm_provider.replace("_", " ").title() or "the provider")
 
 
+def key_env_for(model: str, llm_provider: str) -> str | None:
+    """The env var that holds the key for ``model`` (``OPENAI_API_KEY``), for messages. Asks LiteLLM which key is
+    missing; when the key is set, guesses ``<PROVIDER>_API_KEY`` if that variable exists."""
+    if llm_provider in LOCAL_PROVIDERS:
+        return None
+    try:
+        import litellm
+
+        missing = litellm.validate_environment(model=model).get("missing_keys") or []
+    except Exception:  # noqa: BLE001
+        missing = []
+    keys = [k for k in missing if not k.endswith("_API_BASE")]
+    if keys:
+        return keys[-1] if len(keys) == 1 else f"{keys[-1]} (or {', '.join(keys[:-1])})"
+    guess = f"{llm_provider.upper()}_API_KEY" if llm_provider else None
+    return guess if guess and guess in os.environ else None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a call goes: enough to write a helpful message. ``key_env`` is the env var holding the key."""
+    """Where a call goes: enough to write a helpful message."""
 
     model: str  # as the caller gave it, e.g. "ollama_chat/qwen2.5:0.5b"
     llm_provider: str  # LiteLLM's provider prefix, e.g. "ollama_chat"
     bare_model: str  # model without the prefix, e.g. "qwen2.5:0.5b"
     api_base: str | None
-    key_env: str | None
     api_key: str | None  # only to redact it; never printed
+
+    @property
+    def key_env(self) -> str | None:
+        """The env var holding the key. Computed only when a message needs it (off the hot path)."""
+        return key_env_for(self.model, self.llm_provider)
 
     @property
     def vendor(self) -> str:
@@ -74,6 +105,19 @@ class Target:
         return self.llm_provider in OLLAMA_PROVIDERS
 
 
+def base_url(t: Target) -> str | None:
+    """Where the call went: ``api_base``, else the vendor's base-URL variable (``OPENAI_BASE_URL`` /
+    ``OPENAI_API_BASE``), which LiteLLM reads itself, so live-mode containers configured from the environment
+    still get a message naming the URL."""
+    if t.api_base:
+        return t.api_base
+    prefix = t.llm_provider.upper().replace("-", "_")
+    for name in (f"{prefix}_BASE_URL", f"{prefix}_API_BASE") if prefix else ():
+        if os.environ.get(name):
+            return redact(os.environ[name], t.api_key)
+    return None
+
+
 def unreachable_message(t: Target) -> str:
     if t.is_ollama:
         return (
@@ -81,7 +125,16 @@ def unreachable_message(t: Target) -> str:
             f"(e.g., 'ollama pull {t.bare_model}'). Tried {t.api_base}."
         )
     head = f"{t.key_env} missing or {t.vendor} unreachable." if t.key_env else f"{t.vendor} unreachable."
-    return head + (f" Could not connect to {t.api_base}." if t.api_base else "")
+    where = base_url(t)
+    return head + (f" Could not connect to {where}." if where else "")
+
+
+def dropped_message(t: Target) -> str:
+    """The server was reached, then closed the connection (reset, truncated body): not a key or address problem."""
+    where = base_url(t)
+    at = f" at {where}" if where else ""
+    fix = "check that ollama serve is healthy, then try again." if t.is_ollama else "try again later."
+    return f"{t.vendor}{at} closed the connection before its reply was complete (model {t.model}): {fix}"
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -124,25 +177,37 @@ def _detail(exc: BaseException, t: Target) -> str:
     return redact(text, t.api_key)
 
 
-def _is_connection_failure(exc: BaseException) -> bool:
-    """``openai/`` connection failures arrive as InternalServerError('Connection error.'): walk the causes."""
+# Transport exception names (httpx, httpcore, h11, aiohttp) that tell "never connected" from "connected, then cut".
+_CONNECT_FAILURES = ("ConnectError", "ConnectTimeout", "ClientConnectorError")
+_DROPPED = ("ReadError", "WriteError", "RemoteProtocolError", "ClientPayloadError", "ServerDisconnectedError")
+
+
+def _connection_failure(exc: BaseException) -> str | None:
+    """``"connect"`` (refused, no route), ``"dropped"`` (reset or truncated after connecting), or None.
+
+    ``openai/`` connection failures arrive as InternalServerError('Connection error.'): walk the causes."""
     import litellm
 
     seen: set[int] = set()
+    connection = dropped = False
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, litellm.APIConnectionError) and not isinstance(cur, litellm.Timeout):
-            return True
-        if isinstance(cur, (ConnectionError, OSError)) and not isinstance(cur, TimeoutError):
-            return True
         name = type(cur).__name__
-        if name in ("ConnectError", "RemoteProtocolError", "ReadError", "APIConnectionError"):
-            return True
-        if "Connection error" in str(cur):
-            return True
+        if name in _CONNECT_FAILURES or isinstance(cur, ConnectionRefusedError):
+            return "connect"
+        if name in _DROPPED or isinstance(cur, (ConnectionResetError, BrokenPipeError)):
+            dropped = True
+        if isinstance(cur, litellm.APIConnectionError) and not isinstance(cur, litellm.Timeout):
+            connection = True
+        elif isinstance(cur, (ConnectionError, OSError)) and not isinstance(cur, TimeoutError):
+            connection = True
+        elif name == "APIConnectionError" or "Connection error" in str(cur):
+            connection = True
         cur = cur.__cause__ or cur.__context__
-    return False
+    if dropped:
+        return "dropped"
+    return "connect" if connection else None
 
 
 def map_litellm_error(exc: BaseException, t: Target, *, timeout: float | None = None) -> ProviderError:
@@ -159,7 +224,7 @@ def map_litellm_error(exc: BaseException, t: Target, *, timeout: float | None = 
         after = f" after {timeout:g}s" if timeout else ""
         return ProviderTimeoutError(
             f"{t.vendor} did not answer{after} (model {t.model}). Raise timeout= or check the server at "
-            f"{t.api_base or 'its default URL'}.",
+            f"{base_url(t) or 'its default URL'}.",
             status_code=408, **common,
         )
     if isinstance(exc, litellm.RateLimitError) or status == 429:
@@ -199,7 +264,10 @@ def map_litellm_error(exc: BaseException, t: Target, *, timeout: float | None = 
             f"{t.vendor} rejected the request for {t.model} (HTTP {status or 400}): {_detail(exc, t)}",
             status_code=status or 400, **common,
         )
-    if _is_connection_failure(exc):
+    failure = _connection_failure(exc)
+    if failure == "dropped":
+        return ProviderUnavailableError(dropped_message(t), **common)
+    if failure:
         return ProviderUnavailableError(unreachable_message(t), **common)
     if isinstance(exc, (litellm.InternalServerError, litellm.BadGatewayError, litellm.ServiceUnavailableError)) or (
         status is not None and (status >= 500 or status in (408, 409))

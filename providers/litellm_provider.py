@@ -117,20 +117,7 @@ class LiteLLMProvider:
         api_base = self.api_base
         if llm_provider in OLLAMA_PROVIDERS and not api_base:
             api_base = os.environ.get("LLM_API_BASE") or DEFAULT_OLLAMA_BASE
-        return Target(model, llm_provider, bare, api_base, self._key_env(model, llm_provider), self._api_key)
-
-    def _key_env(self, model: str, llm_provider: str) -> str | None:
-        if llm_provider in LOCAL_PROVIDERS:
-            return None
-        try:
-            missing = load_litellm().validate_environment(model=model).get("missing_keys") or []
-        except Exception:  # noqa: BLE001
-            missing = []
-        keys = [k for k in missing if not k.endswith("_API_BASE")]
-        if keys:
-            return keys[-1] if len(keys) == 1 else f"{keys[-1]} (or {', '.join(keys[:-1])})"
-        guess = f"{llm_provider.upper()}_API_KEY" if llm_provider else None
-        return guess if guess and guess in os.environ else None
+        return Target(model, llm_provider, bare, api_base, self._api_key)
 
     def _check_credentials(self, t: Target) -> None:
         """Fail at once, with no network, when the model needs a key that is not set (LiteLLM would otherwise
@@ -217,6 +204,13 @@ class LiteLLMProvider:
                 return None
         return to_micro_usd(cost)
 
+    def _with_choices(self, t: Target, resp: Any) -> Any:
+        """A 200 without choices fails its attempt inside the retry loop, so the error records ``attempts`` like
+        every other failure (it is not retried: base ``ProviderError`` is not retryable)."""
+        if not (getattr(resp, "choices", None) or []):
+            raise ProviderError(f"{t.vendor} returned no choices for {t.model}", provider=self.name, model=t.model)
+        return resp
+
     def _reply(self, t: Target, resp: Any, started: float) -> LLMReply:
         latency_ms = int((time.perf_counter() - started) * 1000)
         choices = getattr(resp, "choices", None) or []
@@ -240,7 +234,7 @@ class LiteLLMProvider:
         t, kwargs = self._prepare(prompt, model, attachments, options)
         litellm = load_litellm()
         started = time.perf_counter()
-        resp = retry_call(lambda: litellm.completion(**kwargs), self._classifier(t), self.retry)
+        resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kwargs)), self._classifier(t), self.retry)
         return self._reply(t, resp, started)
 
     async def achat(
@@ -249,7 +243,11 @@ class LiteLLMProvider:
         t, kwargs = self._prepare(prompt, model, attachments, options)
         litellm = load_litellm()
         started = time.perf_counter()
-        resp = await aretry_call(lambda: litellm.acompletion(**kwargs), self._classifier(t), self.retry)
+
+        async def attempt() -> Any:
+            return self._with_choices(t, await litellm.acompletion(**kwargs))
+
+        resp = await aretry_call(attempt, self._classifier(t), self.retry)
         return self._reply(t, resp, started)
 
     # ------------------------------------------------------------------ streaming
@@ -283,10 +281,8 @@ class LiteLLMProvider:
                 text = acc.add(chunk)
                 if text:
                     yield text
-        except ProviderError:
-            raise
         except Exception as exc:  # noqa: BLE001 - after the first chunk: no retry, no silent truncation
-            raise classify(exc) from None
+            raise _broken_off(exc, classify, t, acc) from None
         return self._stream_reply(t, kwargs, acc, started)
 
     def astream_chat(
@@ -319,10 +315,8 @@ class LiteLLMProvider:
                 text = acc.add(chunk)
                 if text:
                     yield text
-        except ProviderError:
-            raise
         except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
+            raise _broken_off(exc, classify, t, acc) from None
         yield self._stream_reply(t, kwargs, acc, started)
 
     def _stream_reply(self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float) -> LLMReply:
@@ -336,6 +330,19 @@ class LiteLLMProvider:
             acc.tokens_in, acc.tokens_out or 0, latency_ms, self._usd_micros(t, None, acc.tokens_in, acc.tokens_out or 0)
         )
         return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
+
+
+def _broken_off(exc: BaseException, classify, t: Target, acc: _StreamAccumulator) -> ProviderError:
+    """A stream that failed after text reached the caller: one attempt, never retried, and a message that says
+    the reply is incomplete (the cause alone, e.g. "unreachable", would hide that part of it was delivered)."""
+    error = exc if isinstance(exc, ProviderError) else classify(exc)
+    error.attempts = 1
+    error.message = (
+        f"The {t.vendor} stream for {t.model} broke off after {len(acc.parts)} chunk(s); the reply is incomplete "
+        f"and was not retried (part of it had been delivered): call again for a full reply. Cause: {error.message}"
+    )
+    error.args = (error.message,)
+    return error
 
 
 class _StreamAccumulator:
