@@ -24,7 +24,7 @@ from typing import Any
 
 from providers.attachments import Attachment
 from providers.contract import LLMReply
-from providers.errors import CredentialsError, ProviderError, UnsupportedAttachmentError
+from providers.errors import CredentialsError, InvalidRequestError, ProviderError, UnsupportedAttachmentError
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, map_litellm_error
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call
@@ -119,6 +119,15 @@ class LiteLLMProvider:
             api_base = os.environ.get("LLM_API_BASE") or DEFAULT_OLLAMA_BASE
         return Target(model, llm_provider, bare, api_base, self._api_key)
 
+    def _check_provider(self, t: Target) -> None:
+        """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network)."""
+        if "/" in t.model and t.llm_provider not in load_litellm().provider_list:
+            raise InvalidRequestError(
+                f"unknown provider prefix '{t.llm_provider}' in model '{t.model}': use a LiteLLM provider prefix "
+                "such as openai/, anthropic/, ollama_chat/ (list: https://docs.litellm.ai/docs/providers)",
+                provider=self.name, model=t.model,
+            )
+
     def _check_credentials(self, t: Target) -> None:
         """Fail at once, with no network, when the model needs a key that is not set (LiteLLM would otherwise
         answer a missing OpenAI key with a retryable-looking HTTP 500)."""
@@ -172,6 +181,7 @@ class LiteLLMProvider:
         atts = check_attachments(attachments)
         options = check_options(options)
         t = self._target(model)
+        self._check_provider(t)
         self._check_credentials(t)
         self._check_vision(t, atts)
         system = options.pop("system", None)

@@ -97,6 +97,7 @@ def test_attachment_symlink_out_of_the_working_tree_exits_2(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--model", "has space"], "request.model must be a model string"),
+    (["--model", "bogus/x"], "unknown provider prefix 'bogus'"),
     (["--ref", "llm/mock@1", "--attach", "x=data.bin"], "unsupported type"),
     (["--ref", "llm/mock@1", "--attach", "x=lie.jpg"], "the extension says image/jpeg but the content is text/plain"),
 ])

@@ -233,6 +233,13 @@ def test_context_overflow_is_its_own_invalid_request_and_not_retried(openai_llm,
     assert fake_llm.hits(CHAT) == 1
 
 
+def test_unknown_provider_prefix_is_named_before_any_network(no_provider_keys, connections):
+    llm = get_llm_provider("litellm", model_default="bogus/x", api_key="sk-test-key-123456")
+    with pytest.raises(InvalidRequestError, match="unknown provider prefix 'bogus' in model 'bogus/x'"):
+        llm.chat("hi")
+    assert connections == []
+
+
 def test_400_is_invalid_request_and_not_retried(openai_llm, fake_llm):
     with pytest.raises(InvalidRequestError, match="HTTP 400"):
         openai_llm("openai/error-400").chat("hi")
