@@ -286,13 +286,16 @@ class LiteLLMProvider:
 
         it, first = retry_call(open_until_first_text, classify, self.retry)
         yield from first
+        broken: ProviderError | None = None
         try:
             for chunk in it:
                 text = acc.add(chunk)
                 if text:
                     yield text
         except Exception as exc:  # noqa: BLE001 - after the first chunk: no retry, no silent truncation
-            raise _broken_off(exc, classify, t, acc) from None
+            broken = _broken_off(exc, classify, t, acc)
+        if broken is not None:
+            raise broken  # outside the handler: the upstream exception must not ride along as __context__
         return self._stream_reply(t, kwargs, acc, started)
 
     def astream_chat(
@@ -320,13 +323,16 @@ class LiteLLMProvider:
         it, first = await aretry_call(open_until_first_text, classify, self.retry)
         for text in first:
             yield text
+        broken: ProviderError | None = None
         try:
             async for chunk in it:
                 text = acc.add(chunk)
                 if text:
                     yield text
         except Exception as exc:  # noqa: BLE001
-            raise _broken_off(exc, classify, t, acc) from None
+            broken = _broken_off(exc, classify, t, acc)
+        if broken is not None:
+            raise broken  # outside the handler, as in _stream
         yield self._stream_reply(t, kwargs, acc, started)
 
     def _stream_reply(self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float) -> LLMReply:

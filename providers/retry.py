@@ -66,6 +66,18 @@ def _give_up(error: ProviderError, attempts: int) -> ProviderError:
     return error
 
 
+def _wait_or_give_up(error: ProviderError, attempt: int, start: float, policy: RetryPolicy) -> float:
+    """Seconds to wait before the next attempt, or raise the final error.
+
+    Called *outside* the ``except`` block on purpose: raising inside it would chain the upstream exception
+    (whose text may quote a key) as ``__context__``, where error trackers would still find it."""
+    wait = policy.wait_before(attempt, error, time.monotonic() - start)
+    if wait is None:
+        raise _give_up(error, attempt) from None
+    log.info("attempt %d/%d failed (%s); retrying in %.2fs", attempt, policy.max_attempts, error.kind, wait)
+    return wait
+
+
 def retry_call(
     fn: Callable[[], T],
     classify: Callable[[BaseException], ProviderError],
@@ -82,11 +94,7 @@ def retry_call(
             return fn()
         except Exception as exc:  # noqa: BLE001 - classify() decides what each exception means
             error = exc if isinstance(exc, ProviderError) else classify(exc)
-        wait = policy.wait_before(attempt, error, time.monotonic() - start)
-        if wait is None:
-            raise _give_up(error, attempt) from None
-        log.info("attempt %d/%d failed (%s); retrying in %.2fs", attempt, policy.max_attempts, error.kind, wait)
-        sleep(wait)
+        sleep(_wait_or_give_up(error, attempt, start, policy))
 
 
 async def aretry_call(
@@ -103,8 +111,4 @@ async def aretry_call(
             return await fn()
         except Exception as exc:  # noqa: BLE001
             error = exc if isinstance(exc, ProviderError) else classify(exc)
-        wait = policy.wait_before(attempt, error, time.monotonic() - start)
-        if wait is None:
-            raise _give_up(error, attempt) from None
-        log.info("attempt %d/%d failed (%s); retrying in %.2fs", attempt, policy.max_attempts, error.kind, wait)
-        await asyncio.sleep(wait)
+        await asyncio.sleep(_wait_or_give_up(error, attempt, start, policy))

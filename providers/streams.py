@@ -12,33 +12,14 @@ __all__ = ["ChatStream", "AsyncChatStream"]
 _NOT_DONE = "the stream has not finished: iterate it to the end before reading .reply"
 
 
-class ChatStream:
-    """Wraps a generator that yields ``str`` chunks and *returns* the final :class:`LLMReply`.
+class _StreamState:
+    """What both stream kinds expose: the text so far and, once finished, the final reply."""
 
-    >>> stream = llm.stream_chat("Hello")
-    >>> text = "".join(stream)
-    >>> stream.reply.usage["tokens_out"]
-    """
+    __slots__ = ("_reply", "_parts")
 
-    __slots__ = ("_gen", "_reply", "_parts")
-
-    def __init__(self, gen: Iterator[str]) -> None:
-        self._gen = gen
+    def __init__(self) -> None:
         self._reply: LLMReply | None = None
         self._parts: list[str] = []
-
-    def __iter__(self) -> ChatStream:
-        return self
-
-    def __next__(self) -> str:
-        try:
-            chunk = next(self._gen)
-        except StopIteration as stop:
-            if self._reply is None:
-                self._reply = stop.value
-            raise
-        self._parts.append(chunk)
-        return chunk
 
     @property
     def done(self) -> bool:
@@ -55,6 +36,34 @@ class ChatStream:
             raise RuntimeError(_NOT_DONE)
         return self._reply
 
+
+class ChatStream(_StreamState):
+    """Wraps a generator that yields ``str`` chunks and *returns* the final :class:`LLMReply`.
+
+    >>> stream = llm.stream_chat("Hello")
+    >>> text = "".join(stream)
+    >>> stream.reply.usage["tokens_out"]
+    """
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: Iterator[str]) -> None:
+        super().__init__()
+        self._gen = gen
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            chunk = next(self._gen)
+        except StopIteration as stop:
+            if self._reply is None:
+                self._reply = stop.value
+            raise
+        self._parts.append(chunk)
+        return chunk
+
     def close(self) -> None:
         """Stop early; releases the underlying connection."""
         self._gen.close()  # type: ignore[attr-defined]
@@ -66,16 +75,15 @@ class ChatStream:
         self.close()
 
 
-class AsyncChatStream:
+class AsyncChatStream(_StreamState):
     """Async twin of :class:`ChatStream`. The async generator cannot *return* a value, so it yields the final
     :class:`LLMReply` as its last item; this wrapper keeps that out of the chunks and exposes it as ``.reply``."""
 
-    __slots__ = ("_agen", "_reply", "_parts")
+    __slots__ = ("_agen",)
 
     def __init__(self, agen: AsyncIterator[str | LLMReply]) -> None:
+        super().__init__()
         self._agen = agen
-        self._reply: LLMReply | None = None
-        self._parts: list[str] = []
 
     def __aiter__(self) -> AsyncChatStream:
         return self
@@ -87,20 +95,6 @@ class AsyncChatStream:
             raise StopAsyncIteration
         self._parts.append(item)
         return item
-
-    @property
-    def done(self) -> bool:
-        return self._reply is not None
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    @property
-    def reply(self) -> LLMReply:
-        if self._reply is None:
-            raise RuntimeError(_NOT_DONE)
-        return self._reply
 
     async def aclose(self) -> None:
         await self._agen.aclose()  # type: ignore[attr-defined]

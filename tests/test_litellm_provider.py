@@ -381,3 +381,14 @@ def test_sentinel_key_appears_in_no_error_log_or_output(fake_llm, no_provider_ke
     for text in texts:
         assert SENTINEL not in text
     assert err.__cause__ is None  # the upstream exception (which may quote headers) is not chained
+
+
+def test_final_errors_carry_no_upstream_exception_as_cause_or_context(openai_llm, fake_llm):
+    """Upstream exceptions may quote keys; error trackers walk __cause__ and __context__, so neither is set."""
+    with pytest.raises(ProviderUnavailableError) as info:
+        openai_llm("openai/error-500").chat("hi")
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    stream = openai_llm("openai/cut-stream").stream_chat("one two three four five six")
+    with pytest.raises(ProviderUnavailableError) as info:
+        list(stream)
+    assert info.value.__cause__ is None and info.value.__context__ is None
