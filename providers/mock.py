@@ -72,7 +72,7 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0, **_ignored: Any) -> None:
+    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0) -> None:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
         self._queue: deque[str | BaseException | type[BaseException]] = deque()

@@ -248,3 +248,24 @@ def test_batch_killed_mid_run_then_resumed_has_every_input_exactly_once(tmp_path
     assert sorted(row["index"] for row in rows) == list(range(n))  # every input exactly once
     assert all(row["text"] == f"echo: item {row['id']}" for row in rows)
     assert redone == n - len(first)  # completed items were not redone
+
+
+def test_emulator_subcommand_serves_until_sigterm(tmp_path):
+    import signal
+
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"openai-secret": {"OPENAI_API_KEY": "sk-test-0000000"}}))
+    proc = subprocess.Popen([sys.executable, "-m", "theory_modal", "emulator", "--port", "0", "--secrets", str(secrets),
+                             "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("LISTENING 127.0.0.1:"), line + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

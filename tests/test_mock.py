@@ -118,3 +118,8 @@ def test_calls_are_recorded_for_assertions():
     llm = MockProvider()
     llm.chat("hello", temperature=0.5)
     assert llm.calls[-1] == {"prompt": "hello", "model": "mock", "options": {"temperature": 0.5}, "attachments": []}
+
+
+def test_unknown_config_is_refused_not_ignored():
+    with pytest.raises(TypeError, match="api_bse"):
+        get_llm_provider("mock", api_bse="http://x")
