@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from theory_modal.app import FUNCTIONS, app  # noqa: F401 - `modal deploy` finds `app` here
-from theory_modal.processors import PROCESSORS
-from theory_modal.runtime import STREAM_END
+from theory_modal.catalog import PROCESSORS
+from theory_modal.wire import STREAM_END
 
 SMOKE_PROMPT = "Say hello to theory-modal"
 

@@ -282,9 +282,9 @@ def _env(**values: str) -> Iterator[None]:
 def bench_local_adapter(ctx: LLMContext, s: Settings) -> Result:
     """The adapter in live mode builds its provider from the environment, so the loopback server is given the
     way a deployment would give a real one: ``OPENAI_API_BASE`` / ``OPENAI_API_KEY``. "Direct" is the very
-    provider instance the adapter uses (``runtime.provider_for``), so only the adapter layer differs."""
+    provider instance the adapter uses (``handlers.provider_for``), so only the adapter layer differs."""
     from theory_modal.adapters import LocalAdapter
-    from theory_modal.runtime import provider_for
+    from theory_modal.handlers import provider_for
 
     srv = ctx.server
     ctx.litellm  # noqa: B018 - import outside the timed region

@@ -17,7 +17,7 @@ from theory_modal.adapters import (
     ModalUnreachableError,
     get_adapter,
 )
-from theory_modal.processors import ProcessorRefError
+from theory_modal.catalog import ProcessorRefError
 
 
 class TestLocalAdapterMock(ProviderContract):
@@ -51,11 +51,11 @@ class TestLocalAdapterLiteLLMLiveAgainstFakeOpenAI(ProviderContract):
         # Live mode reads configuration from the environment, as a Modal container does from its Secrets.
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-adapter-000000")
         monkeypatch.setenv("OPENAI_API_BASE", fake_llm.openai_base)
-        from theory_modal import runtime
+        from theory_modal import handlers
 
-        runtime._providers.clear()
+        handlers._providers.clear()
         yield AdapterProvider(get_adapter("local"), "llm/litellm@1", mode="live")
-        runtime._providers.clear()
+        handlers._providers.clear()
 
     def expected_text(self, prompt):
         return f"echo: {prompt}"

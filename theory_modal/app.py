@@ -1,6 +1,6 @@
 """The Modal app: one image, and one chat function plus one streaming function per processor.
 
-Every function is a thin shell over :mod:`theory_modal.runtime`, generated from ``processors.PROCESSORS``, so
+Every function is a thin shell over :mod:`theory_modal.handlers`, generated from ``catalog.PROCESSORS``, so
 adding a provider adds one registration, not a copy. Importing this module locally does not import litellm.
 
 Deploy-time settings (read here at import, and baked into the image so containers compute the same values;
@@ -19,10 +19,10 @@ from typing import Any
 
 import modal
 
-from theory_modal import runtime
-from theory_modal.processors import PROCESSORS, Processor
+from theory_modal import handlers
+from theory_modal.catalog import PROCESSORS, Processor, Serving
 
-__all__ = ["app", "image", "APP_NAME", "SECRET_NAMES", "SERVING", "FUNCTIONS", "LITELLM_REQUIREMENT"]
+__all__ = ["app", "image", "APP_NAME", "SECRET_NAMES", "FUNCTIONS", "LITELLM_REQUIREMENT"]
 
 APP_NAME = os.environ.get("THEORY_MODAL_APP", "theory").strip() or "theory"
 SECRET_NAMES: tuple[str, ...] = tuple(
@@ -48,19 +48,9 @@ image = (
 
 app = modal.App(APP_NAME, image=image)
 
-#: Serving settings per provider, chosen on purpose:
-#: - ``timeout`` (s, per input) above the provider's worst case: LiteLLM's per-attempt timeout 60 s within a
-#:   120 s retry budget can end at ~180 s; the mock answers at once.
-#: - ``max_inputs``: provider calls are I/O-bound (waiting on HTTP), so one container serves many at once
-#:   (sync functions run in a thread pool). The mock is pure CPU work of microseconds.
-#: - No Modal ``retries``: the provider's own loop retries transient errors; a Modal retry would re-run that
-#:   whole loop (3 x 3 attempts). Generators cannot have retries anyway.
-#: - ``enable_memory_snapshot``: litellm (~3 s to import) is imported before the snapshot (below), so a
-#:   restored container starts with it loaded.
-SERVING: dict[str, dict[str, Any]] = {
-    "mock": {"timeout": 60, "max_inputs": 100},
-    "litellm": {"timeout": 300, "max_inputs": 32},
-}
+#: Settings every function shares; per-processor ones (timeout, max_inputs) come from the catalogue.
+#: ``enable_memory_snapshot``: litellm (~3 s to import) is imported before the snapshot (below), so a
+#: restored container starts with it loaded.
 COMMON: dict[str, Any] = {
     "enable_memory_snapshot": True,
     "scaledown_window": 120,  # keep a warm container two minutes after the last input
@@ -77,7 +67,7 @@ def _chat_body(p: Processor) -> Callable[[dict], dict]:
     ref, provider = p.ref, p.provider
 
     def chat(payload: dict) -> dict:
-        return runtime.run_chat(ref, provider, payload)
+        return handlers.run_chat(ref, provider, payload)
 
     return chat
 
@@ -86,16 +76,16 @@ def _stream_body(p: Processor) -> Callable[[dict], Iterator[Any]]:
     ref, provider = p.ref, p.provider
 
     def stream(payload: dict) -> Iterator[Any]:
-        yield from runtime.run_stream(ref, provider, payload)
+        yield from handlers.run_stream(ref, provider, payload)
 
     return stream
 
 
-def _register(name: str, body: Callable, settings: dict[str, Any]) -> modal.Function:
+def _register(name: str, body: Callable, serving: Serving) -> modal.Function:
     # Containers find a function by getattr(module, __qualname__), so each one is a module global by that name.
     body.__name__ = body.__qualname__ = name
     body.__module__ = __name__
-    fn = app.function(timeout=settings["timeout"], **COMMON)(modal.concurrent(max_inputs=settings["max_inputs"])(body))
+    fn = app.function(timeout=serving.timeout, **COMMON)(modal.concurrent(max_inputs=serving.max_inputs)(body))
     globals()[name] = fn
     return fn
 
@@ -103,6 +93,6 @@ def _register(name: str, body: Callable, settings: dict[str, Any]) -> modal.Func
 #: Function name -> Modal function, e.g. ``mock_chat``, ``mock_stream``, ``litellm_chat``, ``litellm_stream``.
 FUNCTIONS: dict[str, modal.Function] = {}
 for _p in PROCESSORS:
-    FUNCTIONS[_p.chat_function] = _register(_p.chat_function, _chat_body(_p), SERVING[_p.provider])
-    FUNCTIONS[_p.stream_function] = _register(_p.stream_function, _stream_body(_p), SERVING[_p.provider])
+    FUNCTIONS[_p.chat_function] = _register(_p.chat_function, _chat_body(_p), _p.serving)
+    FUNCTIONS[_p.stream_function] = _register(_p.stream_function, _stream_body(_p), _p.serving)
 del _p

@@ -16,7 +16,7 @@ import click
 
 from providers.errors import InvalidRequestError, ProviderError, redact
 from theory_modal import __version__
-from theory_modal.processors import MODES
+from theory_modal.wire import MODES
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_REF = "llm/litellm@1"
@@ -112,7 +112,7 @@ def run(ref, adapter, mode, app_name, environment, prompt, model, attach, system
 @click.option("--json", "as_json", is_flag=True)
 def refs(as_json):
     """List the processors this package serves."""
-    from theory_modal.processors import PROCESSORS
+    from theory_modal.catalog import PROCESSORS
 
     rows = [{"ref": p.ref, "provider": p.provider, "functions": [p.chat_function, p.stream_function],
              "description": p.description} for p in PROCESSORS]
@@ -223,7 +223,7 @@ def batch(ref, adapter, mode, app_name, environment, input_path, output_path, co
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from theory_modal.adapters import error_dict
-    from theory_modal.processors import resolve
+    from theory_modal.catalog import resolve
 
     if not input_path.is_file():
         raise BadInput(f"--input {input_path}: no such file")

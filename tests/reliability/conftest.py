@@ -52,12 +52,12 @@ def debug_logging(caplog, monkeypatch, litellm_loaded):
 
 @pytest.fixture
 def live_runtime():
-    """The runtime's provider cache, empty before and after: live mode builds its provider from the env."""
-    from theory_modal import runtime
+    """The handlers' provider cache, empty before and after: live mode builds its provider from the env."""
+    from theory_modal import handlers
 
-    runtime._providers.clear()
-    yield runtime
-    runtime._providers.clear()
+    handlers._providers.clear()
+    yield handlers
+    handlers._providers.clear()
 
 
 def exception_text(err: BaseException) -> str:

@@ -17,7 +17,7 @@ from reliability_spec import FAST, PROMPT, REF, REPORT, SENTINEL_ARG, SENTINEL_E
 
 from providers import CredentialsError, InvalidRequestError, ProviderUnavailableError, get_llm_provider
 from theory_modal.adapters import AdapterProvider, ModalAdapter
-from theory_modal.processors import Request
+from theory_modal.wire import Request
 
 # One batch item per kind of outcome; the expected result kind for each, in input order.
 BATCH = [

@@ -1,86 +1,29 @@
-"""Processor refs (``llm/litellm@1``) -> which Modal function runs them, and the request/response schema.
+"""The JSON wire format: what crosses process and Modal boundaries (requests, responses, stream ends, errors).
 
-A ref is ``<kind>/<name>@<version>``; without ``@<version>`` it means the latest version. Requests and
-responses are plain JSON-safe dicts, because they cross process and Modal boundaries.
+Requests and responses are plain JSON-safe dicts, because other services (in any language) send and read them.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from providers.attachments import Attachment
-from providers.errors import InvalidRequestError
+from providers.errors import InvalidRequestError, ProviderError, redact
 from providers.request import check_options
 
 __all__ = [
-    "Processor",
-    "PROCESSORS",
     "MODES",
-    "ProcessorRefError",
     "Request",
-    "known_refs",
-    "resolve",
+    "STREAM_END",
+    "error_dict",
     "response_dict",
 ]
 
 MODES = ("smoke", "live")
-_REF = re.compile(r"^(?P<kind>[a-z][a-z0-9_-]*)/(?P<name>[a-z][a-z0-9_-]*)(?:@(?P<version>[0-9]+))?$")
 
-
-class ProcessorRefError(InvalidRequestError):
-    """An unknown or malformed processor ref."""
-
-    kind = "unknown_ref"
-
-
-@dataclass(frozen=True, slots=True)
-class Processor:
-    """One versioned unit of work, run by the Modal functions ``<provider>_chat`` / ``<provider>_stream``."""
-
-    kind: str
-    name: str
-    version: int
-    provider: str  # registry name in providers.get_llm_provider
-    description: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}@{self.version}"
-
-    @property
-    def chat_function(self) -> str:
-        return f"{self.provider}_chat"
-
-    @property
-    def stream_function(self) -> str:
-        return f"{self.provider}_stream"
-
-
-#: Every processor this package serves. A new provider adds one line here (and one registration in providers).
-PROCESSORS: tuple[Processor, ...] = (
-    Processor("llm", "mock", 1, "mock", "deterministic mock replies; free; no network"),
-    Processor("llm", "litellm", 1, "litellm", "OpenAI, Ollama, Anthropic, ... through LiteLLM"),
-)
-
-
-def known_refs() -> list[str]:
-    return sorted(p.ref for p in PROCESSORS)
-
-
-def resolve(ref: object) -> Processor:
-    """``llm/litellm@1`` or ``llm/litellm`` (latest) -> Processor; anything else fails listing the known refs."""
-    known = ", ".join(known_refs())
-    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
-    if m is None:
-        raise ProcessorRefError(f"malformed processor ref {ref!r}: expected <kind>/<name>[@<version>]; known refs: {known}")
-    candidates = [p for p in PROCESSORS if p.kind == m["kind"] and p.name == m["name"]]
-    if m["version"] is not None:
-        candidates = [p for p in candidates if p.version == int(m["version"])]
-    if not candidates:
-        raise ProcessorRefError(f"unknown processor ref {ref!r}; known refs: {known}")
-    return max(candidates, key=lambda p: p.version)
+#: Key of the last item a stream yields: ``{"__end__": <response dict>}``. Every item before it is a ``str``.
+STREAM_END = "__end__"
 
 
 @dataclass(frozen=True)
@@ -145,3 +88,10 @@ class Request:
 def response_dict(ref: str, reply_dict: dict[str, Any]) -> dict[str, Any]:
     """The response: the LLMReply dict plus the ref that produced it."""
     return {"ref": ref, **reply_dict}
+
+
+def error_dict(exc: BaseException) -> dict[str, Any]:
+    """JSON-safe, secret-free description of a failure, for batch output."""
+    if isinstance(exc, ProviderError):
+        return exc.to_dict()
+    return {"type": type(exc).__name__, "kind": getattr(exc, "kind", "error"), "message": redact(str(exc))}

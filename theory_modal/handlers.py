@@ -11,12 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from providers import LLMProvider, get_llm_provider
-from theory_modal.processors import Request, response_dict
+from theory_modal.wire import STREAM_END, Request, response_dict
 
-__all__ = ["run_chat", "run_stream", "provider_for", "STREAM_END"]
-
-#: Key of the last item a stream yields: ``{"__end__": <response dict>}``. Every item before it is a ``str``.
-STREAM_END = "__end__"
+__all__ = ["run_chat", "run_stream", "provider_for"]
 
 _providers: dict[tuple[str, str], LLMProvider] = {}
 _lock = threading.Lock()

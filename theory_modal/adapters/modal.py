@@ -1,0 +1,156 @@
+"""The Modal adapter: remote calls to the deployed app (``.remote`` / ``.remote_gen`` / ``.map``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from theory_modal.adapters.base import Adapter, AdapterError
+
+__all__ = ["ModalAdapter", "ModalCredentialsError", "ModalNotDeployedError", "ModalUnreachableError"]
+
+
+class ModalCredentialsError(AdapterError):
+    kind = "modal_credentials"
+
+
+class ModalNotDeployedError(AdapterError):
+    kind = "modal_not_deployed"
+
+
+class ModalUnreachableError(AdapterError):
+    kind = "modal_unreachable"
+
+
+class ModalAdapter(Adapter):
+    """Remote calls to the deployed app: ``Function.from_name(app, fn)`` with ``.remote`` / ``.remote_gen`` /
+    ``.map``. Lookups fail fast, with one line each, for: no credentials, not deployed, unreachable."""
+
+    name = "modal"
+
+    def __init__(self, app_name: str | None = None, *, environment: str | None = None, connect_timeout: float = 10.0):
+        self.app_name = app_name or os.environ.get("THEORY_MODAL_APP", "").strip() or "theory"
+        self.environment = environment
+        self.connect_timeout = float(connect_timeout)
+        self._functions: dict[str, Any] = {}
+        self._client: Any = None  # our own modal.Client, created by the first successful lookup
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lookups
+    def _check_credentials(self) -> None:
+        from modal.config import config
+
+        has_token = bool(config.get("token_id") and config.get("token_secret"))
+        has_oauth = bool(os.environ.get("MODAL_OAUTH_REFRESH_TOKEN"))
+        if not (has_token or has_oauth):
+            raise ModalCredentialsError(
+                "No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET."
+            )
+
+    def _server(self) -> str:
+        from modal.config import config
+
+        return str(config.get("server_url"))
+
+    def _translate(self, exc: BaseException, function: str) -> BaseException:
+        """Modal's lookup/transport exceptions -> one actionable line. User exceptions pass through unchanged."""
+        import modal.exception as mx
+
+        env = self.environment or os.environ.get("MODAL_ENVIRONMENT") or "the default environment"
+        if isinstance(exc, mx.AuthError):
+            return ModalCredentialsError(
+                "Modal rejected the credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET."
+            )
+        if isinstance(exc, mx.NotFoundError):
+            return ModalNotDeployedError(
+                f"Modal app '{self.app_name}' has no function '{function}' in {env}: deploy it with "
+                "`modal deploy deploy.py`."
+            )
+        if isinstance(exc, (mx.ConnectionError, TimeoutError, mx.TimeoutError)):
+            return ModalUnreachableError(
+                f"Modal control plane unreachable at {self._server()}: check the network, or MODAL_SERVER_URL."
+            )
+        return exc
+
+    def _new_client(self):
+        """A client of our own, not modal's process-wide one: ``Client.from_env`` holds a class-wide lock while
+        it connects, so one lookup stuck on a dead control plane would block every Modal call in the process
+        for ~60 s. OAuth setups fall back to the shared client."""
+        import modal
+        from modal.config import config
+
+        token_id, token_secret = config.get("token_id"), config.get("token_secret")
+        if token_id and token_secret:
+            return modal.Client.from_credentials(token_id, token_secret)
+        return None
+
+    def _function(self, function: str):
+        with self._lock:
+            fn = self._functions.get(function)
+        if fn is not None:
+            return fn
+        self._check_credentials()
+        import modal
+
+        outcome: list[Any] = []
+
+        def lookup() -> None:
+            try:
+                with self._lock:
+                    client = self._client
+                if client is None:
+                    client = self._new_client()
+                found = modal.Function.from_name(
+                    self.app_name, function, environment_name=self.environment, client=client
+                )
+                found.hydrate()
+                outcome.append((found, client))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome.append(exc)
+
+        # The client retries a dead control plane for ~60 s; bound it. The daemon thread dies with the process.
+        worker = threading.Thread(target=lookup, name=f"modal-lookup-{function}", daemon=True)
+        worker.start()
+        worker.join(self.connect_timeout)
+        if not outcome:
+            raise ModalUnreachableError(
+                f"Modal control plane unreachable at {self._server()} (no answer within {self.connect_timeout:g}s): "
+                "check the network, or MODAL_SERVER_URL."
+            )
+        if isinstance(outcome[0], BaseException):
+            raise self._translate(outcome[0], function) from None
+        fn, client = outcome[0]
+        with self._lock:
+            self._functions[function] = fn
+            self._client = client
+        return fn
+
+    # ------------------------------------------------------------------ calls
+    def _call(self, function: str, body: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(function)
+        try:
+            return fn.remote(body)
+        except Exception as exc:
+            translated = self._translate(exc, function)
+            if translated is exc:
+                raise
+            raise translated from None
+
+    def _call_gen(self, function: str, body: dict[str, Any]) -> Iterator[Any]:
+        fn = self._function(function)
+        try:
+            yield from fn.remote_gen(body)
+        except Exception as exc:
+            translated = self._translate(exc, function)
+            if translated is exc:
+                raise
+            raise translated from None
+
+    def _map(self, function: str, bodies: list[dict[str, Any]], concurrency: int) -> Iterator[Any]:
+        if not bodies:
+            return iter(())
+        fn = self._function(function)
+        # Modal scales out across containers; ``concurrency`` is a local-adapter knob only.
+        return fn.map(bodies, return_exceptions=True, order_outputs=True)

@@ -1,0 +1,86 @@
+"""The LLMProvider contract over an adapter: code written against ``chat``/``stream_chat`` runs a processor
+locally or on a deployed app, unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from theory_modal.adapters.base import Adapter
+from theory_modal.catalog import resolve
+
+__all__ = ["AdapterProvider"]
+
+
+class AdapterProvider:
+    """The provider contract on top of an adapter: ``chat`` etc. run a processor locally or on Modal.
+
+    Lets code written against ``LLMProvider`` (and the contract suite) use a deployed app unchanged:
+    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1", mode="live")``.
+    """
+
+    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "smoke", model_default: str | None = None) -> None:
+        from providers.registry import default_models
+
+        self.adapter = adapter
+        self.processor = resolve(ref)
+        self.mode = mode
+        self.name = self.processor.provider
+        self.model_default = model_default or default_models.get(self.processor.provider, "")
+
+    def _payload(self, prompt: Any, model: str | None, attachments: Any, options: dict[str, Any]) -> dict[str, Any]:
+        from providers.request import check_attachments
+
+        payload: dict[str, Any] = {"prompt": prompt, "mode": self.mode, "model": model or self.model_default}
+        if options:
+            payload["options"] = options
+        atts = check_attachments(attachments)
+        if atts:
+            payload["attachments"] = [a.to_dict() for a in atts]
+        return payload
+
+    @staticmethod
+    def _reply(resp: dict[str, Any]):
+        from providers.contract import LLMReply
+
+        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"})
+
+    def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        return self._reply(self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)))
+
+    def stream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        from providers.streams import ChatStream
+
+        run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
+
+        def gen():
+            try:
+                yield from run
+            finally:
+                run.close()
+            return self._reply(run.response)
+
+        return ChatStream(gen())
+
+    async def achat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        import asyncio
+
+        payload = self._payload(prompt, model, attachments, options)
+        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload))
+
+    def astream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
+        import asyncio
+
+        from providers.streams import AsyncChatStream
+
+        sync_stream = self.stream_chat(prompt, model=model, attachments=attachments, **options)
+        done = object()
+
+        async def agen():
+            while True:
+                chunk = await asyncio.to_thread(next, sync_stream, done)
+                if chunk is done:
+                    break
+                yield chunk
+            yield sync_stream.reply
+
+        return AsyncChatStream(agen())
