@@ -171,128 +171,103 @@ def doctor(as_json):
 
 
 # ------------------------------------------------------------------------------------------------ batch
-def _read_items(path: Path, mode: str) -> list[tuple[dict[str, Any] | None, str | None, Any]]:
-    """Each non-blank JSONL line -> (payload, error, id). A bad line becomes an error item, not an abort."""
-    items = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+def _parse_batch_options(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--option key=value`` (repeatable); values are JSON when they parse (0.2, 64, true, ["x"]), else text."""
+    out: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--option expects key=value (e.g. --option temperature=0.2), got {value!r}")
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            items.append((None, f"line {lineno}: not valid JSON ({exc.msg})", None))
-            continue
-        if isinstance(obj, str):
-            obj = {"prompt": obj}
-        if not isinstance(obj, dict):
-            items.append((None, f"line {lineno}: expected a JSON object with 'prompt' or a JSON string", None))
-            continue
-        item_id = obj.pop("id", None)
-        obj.setdefault("mode", mode)
-        items.append((obj, None, item_id))
-    return items
-
-
-def _done_indices(output: Path) -> tuple[set[int], list[bytes]]:
-    """Lines of a previous run worth keeping: valid JSON, with a reply (errors are retried on resume)."""
-    done: set[int] = set()
-    keep: list[bytes] = []
-    if not output.exists():
-        return done, keep
-    for raw in output.read_bytes().splitlines():
-        try:
-            obj = json.loads(raw)
+            out[key.strip()] = json.loads(raw)
         except ValueError:
-            continue  # a torn last line from a killed run
-        if isinstance(obj, dict) and isinstance(obj.get("index"), int) and "error" not in obj and obj["index"] not in done:
-            done.add(obj["index"])
-            keep.append(raw)
-    return done, keep
+            out[key.strip()] = raw
+    return out
+
+
+def _batch_progress(total: int):
+    """A rich progress bar on stderr (ok / failed / spent), or nothing when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
+                   disable=not console.is_terminal)
+    task = bar.add_task("batch", total=total, stats="")
+
+    def update(s) -> None:
+        bar.update(task, total=s.lines, completed=s.done,
+                   stats=f"ok {s.kept + s.ok} · failed {s.failed} · ${s.usd_micros / 1e6:.4f}")
+
+    return bar, update
 
 
 @cli.command()
 @_adapter_options
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
-              help="JSONL: one {\"prompt\": ..., \"model\"?, \"options\"?, \"id\"?} (or a JSON string) per line.")
-@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="JSONL results.")
+@click.option("--input", "input_path", required=True, metavar="PATH|-",
+              help="JSONL: one {\"prompt\": ..., \"model\"?, \"options\"?, \"id\"?} (or a JSON string) per line; - reads stdin.")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False), help="JSONL results.")
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True,
-              help="Parallel calls (local adapter; Modal scales out by itself).")
-@click.option("--resume", is_flag=True, help="Keep replies already in --output and run only the rest.")
-def batch(ref, adapter, mode, app_name, environment, input_path, output_path, concurrency, resume):
-    """Run a processor over a JSONL file; one failing item never costs the others."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+              help="Items in flight at once (local and Modal adapters).")
+@click.option("--resume", is_flag=True, help="Keep replies in --output whose input is unchanged; run the rest.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --output.")
+@click.option("--max-usd", type=float, default=None, help="Stop starting items before this run's spend would pass it.")
+@click.option("--max-errors", type=click.IntRange(1, None), default=None, help="Stop starting items after N failures.")
+@click.option("--model", "-m", default=None, help="Default model for lines without one.")
+@click.option("--system", default=None, help="Default system prompt for lines without one.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Default option for every line (repeatable; JSON values), e.g. --option temperature=0.2.")
+@click.option("--grace", type=click.FloatRange(0, None), default=30.0, show_default=True,
+              help="Seconds Ctrl-C waits for items in flight before leaving them to --resume.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def batch(ref, adapter, mode, app_name, environment, input_path, output_path, concurrency, resume, overwrite,
+          max_usd, max_errors, model, system, options, grace, as_json):
+    """Run a processor over a JSONL file: results written as they finish, resumable, budgeted, locked."""
+    import logging
+    import signal
+    import threading
 
-    from theory_modal.adapters import error_dict
-    from theory_modal.catalog import resolve
+    from theory_modal.batch import Batch, BatchError, BatchOptions
 
-    if not input_path.is_file():
-        raise BadInput(f"--input {input_path}: no such file")
-    proc = resolve(ref)
-    items = _read_items(input_path, mode)
-    done, keep = _done_indices(output_path) if resume else (set(), [])
-    todo = [(i, payload, err, item_id) for i, (payload, err, item_id) in enumerate(items) if i not in done]
-
-    # Rewrite the kept lines atomically, then append each result with one write() per line.
-    tmp = output_path.with_name(output_path.name + ".tmp")
-    tmp.write_bytes(b"".join(line + b"\n" for line in keep))
-    os.replace(tmp, output_path)
-    fd = os.open(output_path, os.O_WRONLY | os.O_APPEND)
-
-    def write(obj: dict[str, Any]) -> None:
-        os.write(fd, (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
-
-    stats = {"ok": len(done), "failed": 0, "tokens_in": 0, "tokens_out": 0, "usd_micros": 0, "cost_unknown": 0}
-    latencies: list[int] = []
+    if input_path == "-":
+        data, input_stat = sys.stdin.buffer.read(), os.fstat(sys.stdin.fileno())
+    else:
+        try:
+            with open(input_path, "rb") as f:
+                input_stat, data = os.fstat(f.fileno()), f.read()
+        except FileNotFoundError:
+            raise BadInput(f"--input {input_path}: no such file") from None
+        except IsADirectoryError:
+            raise BadInput(f"--input {input_path} is a directory: name a JSONL file") from None
+        except OSError as exc:
+            raise BadInput(f"--input {input_path}: {exc.strerror or exc}") from None
+    defaults = {"model": model, "system": system, "options": _parse_batch_options(options)}
+    opts = BatchOptions(ref=ref, mode=mode, output=output_path, input_data=data, input_stat=input_stat,
+                        concurrency=concurrency, resume=resume, overwrite=overwrite, max_usd=max_usd,
+                        max_errors=max_errors, defaults=defaults, grace_seconds=grace)
+    logging.getLogger("modal-client").setLevel(logging.CRITICAL)  # errors become lines; no client tracebacks
     runner = _make_adapter(adapter, app_name, environment)
-    ids = {i: item_id for i, _, _, item_id in todo}
+    bar, update = _batch_progress(0)
+    engine = Batch(opts, runner, on_progress=update)
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in handled:
+            previous[sig] = signal.signal(sig, lambda *_: engine.request_stop())
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=__import__("rich.console").console.Console(stderr=True), transient=False) as bar:
-            task = bar.add_task(proc.ref, total=len(todo))
-            bad = [(i, err) for i, payload, err, _ in todo if payload is None]
-            good = [(i, payload) for i, payload, err, _ in todo if payload is not None]
-            for i, err in bad:
-                write({"index": i, **({"id": ids[i]} if ids[i] is not None else {}), "ref": proc.ref,
-                       "error": {"type": "InvalidRequestError", "kind": "invalid_request", "message": err}})
-                stats["failed"] += 1
-                bar.advance(task)
-            try:
-                results = runner.map(proc.ref, [p for _, p in good], concurrency=concurrency)
-                for (i, _), result in zip(good, results):
-                    result = {**result, "index": i}
-                    if ids[i] is not None:
-                        result["id"] = ids[i]
-                    write(result)
-                    if "error" in result:
-                        stats["failed"] += 1
-                    else:
-                        u = result["usage"]
-                        stats["ok"] += 1
-                        stats["tokens_in"] += u["tokens_in"]
-                        stats["tokens_out"] += u["tokens_out"]
-                        latencies.append(u["latency_ms"])
-                        if u["usd_micros"] is None:
-                            stats["cost_unknown"] += 1
-                        else:
-                            stats["usd_micros"] += u["usd_micros"]
-                    bar.advance(task)
-            except (ProviderError, RuntimeError) as exc:  # the adapter itself failed: record what is left
-                written = stats["ok"] + stats["failed"] - len(done)
-                for i, _ in good[written - len(bad):]:
-                    write({"index": i, "ref": proc.ref, "error": error_dict(exc)})
-                    stats["failed"] += 1
-                raise
+        with bar:
+            summary = engine.run()
+    except BatchError as exc:
+        raise (BadInput(str(exc)) if exc.exit_code == EXIT_BAD_INPUT else click.ClickException(str(exc))) from None
     finally:
-        os.close(fd)
-    latencies.sort()
-    pct = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]) if latencies else (lambda q: 0)
-    cost = f"${stats['usd_micros'] / 1e6:.6f}" + (f" (+{stats['cost_unknown']} unpriced)" if stats["cost_unknown"] else "")
-    click.echo(
-        f"{stats['ok']} ok, {stats['failed']} failed · tokens {stats['tokens_in']} in / {stats['tokens_out']} out · "
-        f"cost {cost} · latency p50 {pct(0.5)} ms, p90 {pct(0.9)} ms · {output_path}"
-    )
-    if stats["failed"]:
-        raise SystemExit(EXIT_FAILURE)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo(json.dumps(summary.to_dict()) if as_json else summary.text())
+    if summary.stopped:
+        click.echo(f"stopped: {summary.reason}", err=True)
+    if summary.exit_code:
+        raise SystemExit(summary.exit_code)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
