@@ -156,47 +156,7 @@ def test_doctor_sees_a_live_ollama(tmp_path, fake_llm):
     assert json.loads(r.stdout)["ollama"]["status"].startswith("answers")
 
 
-# ------------------------------------------------------------------ batch
-def _write_jsonl(path: Path, rows: list) -> None:
-    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
-
-
-def test_batch_keeps_every_item_and_records_failures(tmp_path):
-    _write_jsonl(tmp_path / "in.jsonl", [
-        {"prompt": "first", "id": "a"},
-        "{not json",
-        {"prompt": "boom", "options": {"mock_error": "timeout"}},
-        "",
-        json.dumps("a bare string prompt"),
-        {"prompt": ""},
-        {"prompt": "last"},
-    ])
-    r = cli(tmp_path, "batch", "--ref", "llm/mock@1", "--input", "in.jsonl", "--output", "out.jsonl")
-    assert r.returncode == 1  # some items failed; the others are all there
-    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    by_index = {row["index"]: row for row in rows}
-    assert sorted(by_index) == [0, 1, 2, 3, 4, 5] and len(rows) == 6
-    assert by_index[0]["text"] == "mock reply to: first" and by_index[0]["id"] == "a"
-    assert "not valid JSON" in by_index[1]["error"]["message"]
-    assert by_index[2]["error"]["kind"] == "timeout"
-    assert by_index[3]["text"] == "mock reply to: a bare string prompt"
-    assert by_index[4]["error"]["kind"] == "invalid_request"
-    assert by_index[5]["text"] == "mock reply to: last"
-    assert "3 ok, 3 failed" in r.stdout and "tokens" in r.stdout and "p50" in r.stdout
-
-
-def test_batch_resume_skips_completed_items_and_drops_torn_lines(tmp_path):
-    _write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p{i}"} for i in range(5)])
-    done = {"index": 1, "ref": "llm/mock@1", "text": "KEPT FROM BEFORE", "provider": "mock", "model": "mock",
-            "usage": {"tokens_in": 1, "tokens_out": 1, "latency_ms": 0, "usd_micros": 0}}
-    failed = {"index": 2, "ref": "llm/mock@1", "error": {"type": "X", "kind": "timeout", "message": "m"}}
-    (tmp_path / "out.jsonl").write_text(json.dumps(done) + "\n" + json.dumps(failed) + "\n" + '{"index": 3, "te')
-    r = cli(tmp_path, "batch", "--ref", "llm/mock@1", "--input", "in.jsonl", "--output", "out.jsonl", "--resume")
-    assert r.returncode == 0, r.stderr
-    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert sorted(row["index"] for row in rows) == [0, 1, 2, 3, 4]
-    assert next(row for row in rows if row["index"] == 1)["text"] == "KEPT FROM BEFORE"
-    assert next(row for row in rows if row["index"] == 2)["text"] == "mock reply to: p2"  # failures are retried
+# ------------------------------------------------------------------ batch: tests/batch/
 
 
 # ------------------------------------------------------------------ deploy.py
@@ -212,42 +172,6 @@ def test_python_deploy_live_without_keys_fails_and_says_why(tmp_path):
                        env=_env(tmp_path), cwd=ROOT, timeout=120)
     assert r.returncode == 1
     assert "OPENAI_API_KEY missing" in r.stdout
-
-
-def test_batch_killed_mid_run_then_resumed_has_every_input_exactly_once(tmp_path):
-    import signal
-    import time
-
-    from theory_modal.testing.fake_llm import FakeLLMServer
-
-    n = 120
-    _write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"item {i}", "id": i} for i in range(n)])
-    args = ["batch", "--ref", "llm/litellm@1", "--mode", "live", "--input", "in.jsonl", "--output", "out.jsonl",
-            "--concurrency", "2"]
-    out = tmp_path / "out.jsonl"
-    with FakeLLMServer(latency=0.05) as srv:
-        env = _env(tmp_path, OPENAI_API_KEY="sk-test-batch-00000", OPENAI_API_BASE=srv.openai_base)
-        proc = subprocess.Popen([sys.executable, "-m", "theory_modal", *args], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 20):
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        first = out.read_bytes().splitlines()
-        assert 20 <= len(first) < n, "the kill should land part-way"
-        for line in first:
-            json.loads(line)  # never a torn or corrupt line
-        hits_before = srv.hits("/v1/chat/completions")
-
-        r = subprocess.run([sys.executable, "-m", "theory_modal", *args, "--resume"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        redone = srv.hits("/v1/chat/completions") - hits_before
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(row["index"] for row in rows) == list(range(n))  # every input exactly once
-    assert all(row["text"] == f"echo: item {row['id']}" for row in rows)
-    assert redone == n - len(first)  # completed items were not redone
 
 
 def test_emulator_subcommand_serves_until_sigterm(tmp_path):

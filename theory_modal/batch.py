@@ -452,12 +452,15 @@ class OutputFile:
                 size += len(line)
             os.fsync(fd)
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             os.close(fd)
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise BatchError(f"could not rewrite --output {self.path} to the replies worth keeping "
+                                 f"({exc.strerror or exc}); it was left unchanged: free space and try again") from None
             raise
         _fsync_dir(d)
         old, self.fd, self.size = self.fd, fd, size
