@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from theory_modal.batch import Batch, BatchOptions, BatchSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 MOCK = "llm/mock@1"
@@ -62,9 +61,10 @@ def by_line(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 def run_engine(tmp_path: Path, data: bytes, *, adapter: Any = None, out: str = "out.jsonl",
                stop_after: int | None = None, engine_hook: dict[str, Any] | None = None,
-               **options: Any) -> BatchSummary:
+               **options: Any) -> Any:
     """One in-process run. ``stop_after=k`` requests a stop once k lines have been written by this run."""
     from theory_modal.adapters import get_adapter
+    from theory_modal.batch import Batch, BatchOptions, BatchSummary
 
     options.setdefault("ref", MOCK)
     options.setdefault("mode", "smoke")
