@@ -838,6 +838,8 @@ class Batch:
             inflight.clear()
         s.unanswered = len(inflight)
         s.not_started = len(pending)
+        if stopping == "interrupted" and not inflight and not pending:
+            stopping = None  # the stop came after the last item started, and everything finished: nothing to resume
         if stopping is not None:
             s.stopped = stopping
             tail = f"{s.done} of {s.lines} lines done; {_RESUME_HINT}"
