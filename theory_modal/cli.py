@@ -230,6 +230,8 @@ def batch(ref, adapter, mode, app_name, environment, input_path, output_path, co
 
     from theory_modal.batch import Batch, BatchError, BatchOptions
 
+    if output_path == "-":
+        raise BadInput("--output - is not supported: a batch writes a file it can lock and --resume; name a file")
     if input_path == "-":
         data, input_stat = sys.stdin.buffer.read(), os.fstat(sys.stdin.fileno())
     else:

@@ -227,6 +227,8 @@ def test_cli_option_values_are_json_and_stdin_is_an_input(tmp_path):
     assert "\x1b[" not in r.stderr and "━" not in r.stderr  # no progress bar when stderr is not a terminal
     r = cli(tmp_path, "batch", "--ref", MOCK, "--input", "in.jsonl", "--output", "o3.jsonl", "--option", "novalue")
     assert r.returncode == 2 and "--option expects key=value" in r.stderr
+    r = cli(tmp_path, "batch", "--ref", MOCK, "--input", "in.jsonl", "--output", "-")
+    assert r.returncode == 2 and "--output - is not supported" in r.stderr and not (tmp_path / "-").exists()
 
 
 def test_bom_crlf_and_unicode_separators_are_read_as_one_line_each(tmp_path):
