@@ -92,6 +92,7 @@ class LiteLLMProvider:
         max_retries: int = 2,
         retry: RetryPolicy | None = None,
         smoke: bool = False,
+        fast_path: bool = True,
     ) -> None:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -103,6 +104,7 @@ class LiteLLMProvider:
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
         self.smoke = bool(smoke)
+        self.fast_path = bool(fast_path)  # False: every call through litellm.completion (providers.openai_fast)
 
     def __repr__(self) -> str:
         key = ", api_key=<set>" if self._api_key else ""
@@ -234,6 +236,16 @@ class LiteLLMProvider:
         usage = make_usage(tokens_in, tokens_out, latency_ms, self._usd_micros(t, cost, tokens_in, tokens_out))
         return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
 
+    def _backend(self, t: Target, kwargs: dict[str, Any]) -> Any:
+        """What sends this call: the openai SDK fast path when LiteLLM itself would send it over the OpenAI
+        protocol unchanged (see providers.openai_fast), else litellm. Both raise LiteLLM's exception classes."""
+        litellm = load_litellm()
+        if self.fast_path:
+            from providers.openai_fast import backend_for
+
+            return backend_for(litellm, t.llm_provider, t.bare_model, kwargs) or litellm
+        return litellm
+
     def _classifier(self, t: Target):
         return lambda exc: map_litellm_error(exc, t, timeout=self.timeout)
 
@@ -242,7 +254,7 @@ class LiteLLMProvider:
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
         t, kwargs = self._prepare(prompt, model, attachments, options)
-        litellm = load_litellm()
+        litellm = self._backend(t, kwargs)
         started = time.perf_counter()
         resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kwargs)), self._classifier(t), self.retry)
         return self._reply(t, resp, started)
@@ -251,7 +263,7 @@ class LiteLLMProvider:
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
         t, kwargs = self._prepare(prompt, model, attachments, options)
-        litellm = load_litellm()
+        litellm = self._backend(t, kwargs)
         started = time.perf_counter()
 
         async def attempt() -> Any:
@@ -269,7 +281,7 @@ class LiteLLMProvider:
         return ChatStream(self._stream(t, kwargs))
 
     def _stream(self, t: Target, kwargs: dict[str, Any]) -> Iterator[str]:
-        litellm = load_litellm()
+        litellm = self._backend(t, kwargs)
         classify = self._classifier(t)
         acc = _StreamAccumulator()
         started = time.perf_counter()
@@ -306,7 +318,7 @@ class LiteLLMProvider:
         return AsyncChatStream(self._astream(t, kwargs))
 
     async def _astream(self, t: Target, kwargs: dict[str, Any]) -> AsyncIterator[str | LLMReply]:
-        litellm = load_litellm()
+        litellm = self._backend(t, kwargs)
         classify = self._classifier(t)
         acc = _StreamAccumulator()
         started = time.perf_counter()
