@@ -16,4 +16,7 @@ BENCHMARKS = (
     "async_throughput",
     "cold_start",
     "emulator",
+    "fast_stream",
+    "fast_chat",
+    "async_streams",
 )

@@ -46,8 +46,15 @@ class Settings:
     emu_remote_n: int = 100  # item 7
     emu_map_size: int = 200
     emu_map_rounds: int = 3
+    emu_stream_words: int = 200  # item 7, chunks of the mock stream through the emulator
     latency_ms: float = 0.0  # response latency of the server for items 1, 2 and 4
     chunks: int = 8  # content chunks per streamed reply
+    fast_chunks: int = 400  # item 8, content chunks per streamed reply
+    fast_stream_n: int = 40  # item 8, streams per side
+    fast_chat_n: int = 300  # item 9, calls per side
+    async_streams: int = 32  # item 10, concurrent streams
+    async_stream_chunks: int = 200  # item 10, chunks per stream
+    async_stream_rounds: int = 6  # item 10, rounds per side
 
     @classmethod
     def quick_settings(cls) -> Settings:
@@ -65,6 +72,13 @@ class Settings:
             emu_remote_n=5,
             emu_map_size=20,
             emu_map_rounds=1,
+            emu_stream_words=20,
+            fast_chunks=40,
+            fast_stream_n=4,
+            fast_chat_n=20,
+            async_streams=4,
+            async_stream_chunks=20,
+            async_stream_rounds=2,
         )
 
 

@@ -4,7 +4,10 @@
 environment), then ``modal.Function.from_name("theory", "mock_chat")`` is called from this process:
 
 * a warm ``.remote(payload)`` round trip vs ``LocalAdapter().run("llm/mock@1", payload)``;
-* ``.map`` over N payloads vs N sequential ``.remote()`` calls.
+* ``.map`` over N payloads vs N sequential ``.remote()`` calls;
+* the cost of the Modal hop, as rates next to their in-process twins: a stream's chunks/s through
+  ``mock_stream.remote_gen`` vs ``LocalAdapter().stream``, and ``.map``'s inputs/s vs ``LocalAdapter().map``.
+  The mock processor keeps it hermetic (the containers need no LLM server), so the figures are the hop itself.
 
 Skipped, with the reason in the table and the JSON, when the emulator cannot be imported or started.
 """
@@ -217,3 +220,47 @@ def _measure(res: Result, s: Settings, emu: Any) -> None:
     seq_wall_per_input = res.figures["sequential"].median / n * 1000
     res.info["speedup_ceiling_cpu_bound"] = round(seq_wall_per_input / (per_input["map"]["total_ms"] / cores), 2)
     res.info["container_pids_measured"] = len(pids)
+    _rates(res, s, adapter, payloads)
+
+
+def _rates(res: Result, s: Settings, adapter: Any, payloads: list[dict[str, Any]]) -> None:
+    """Chunks/s of one stream and inputs/s of a ``.map``, through the emulator and in process, interleaved."""
+    import modal
+
+    stream_fn = modal.Function.from_name(APP, FUNCTION.replace("_chat", "_stream"))
+    fn = modal.Function.from_name(APP, FUNCTION)
+    prompt = {"prompt": " ".join(f"word{i}" for i in range(s.emu_stream_words)), "mode": "smoke"}
+
+    def remote_stream() -> int:
+        return sum(1 for item in stream_fn.remote_gen(prompt) if isinstance(item, str))
+
+    def local_stream() -> int:
+        return sum(1 for _ in adapter.stream(REF, prompt))
+
+    chunks = local_stream()
+    if _bounded(180, remote_stream, "the first .remote_gen()") != chunks or chunks < 2:
+        raise AssertionError(f"remote and local streams delivered different chunk counts ({chunks} locally)")
+    n = len(payloads)
+
+    def remote_map() -> int:
+        return len(list(fn.map(payloads)))
+
+    def local_map() -> int:
+        return len(list(adapter.map(REF, payloads)))
+
+    samples = _bounded(
+        1200,
+        lambda: interleave({"remote_stream": remote_stream, "local_stream": local_stream, "remote_map": remote_map,
+                            "local_map": local_map}, max(2, s.emu_map_rounds * 2), 1),
+        "stream and .map rates",
+    )
+    res.add("stream_remote_cps", Figure(f"mock_stream.remote_gen: chunks/s ({chunks} chunks)", "cps",
+                                        [chunks / (x / 1e9) for x in samples["remote_stream"]]))
+    res.add("stream_local_cps", Figure("LocalAdapter().stream, in process: chunks/s", "cps",
+                                       [chunks / (x / 1e9) for x in samples["local_stream"]]))
+    res.add("map_remote_ips", Figure(f"mock_chat.map over {n}: inputs/s", "ips",
+                                     [n / (x / 1e9) for x in samples["remote_map"]]))
+    res.add("map_local_ips", Figure(f"LocalAdapter().map over {n}, in process: inputs/s", "ips",
+                                    [n / (x / 1e9) for x in samples["local_map"]]))
+    res.info["stream_remote_over_local"] = res.ratio("stream_remote_cps", "stream_local_cps")
+    res.info["map_remote_over_local"] = res.ratio("map_remote_ips", "map_local_ips")

@@ -4,6 +4,10 @@ Fairness rule: the raw LiteLLM side sends exactly the keyword arguments our prov
 out by hand: :func:`capture` records the kwargs of one real provider call (model, messages, api_base, api_key,
 timeout, max_retries=0, and for streams ``stream=True, stream_options={"include_usage": True}``), and the raw
 side replays them with a fresh ``messages`` list, so the ratio measures our layer only.
+
+Items 1, 2 and 5 measure the LiteLLM path (``fast_path=False``): what stays on LiteLLM (every provider but the
+OpenAI protocol) must cost at most 3-5 % over raw LiteLLM. The fast path is measured against the openai SDK in
+:mod:`bench.fast` (items 8-10).
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def bench_litellm_chat(ctx: LLMContext, s: Settings) -> Result:
 
     litellm, srv = ctx.litellm, ctx.server
     res = Result("litellm_chat", 1, "LiteLLMProvider.chat vs raw litellm.completion (same kwargs, loopback server)")
-    provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY)
+    provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY, fast_path=False)
     with capture(litellm, "completion") as seen:
         reply = provider.chat(PROMPT)
     kw = _replayable(seen[0])
@@ -172,7 +176,7 @@ def bench_litellm_stream(ctx: LLMContext, s: Settings) -> Result:
 
     litellm, srv = ctx.litellm, ctx.server
     res = Result("litellm_stream", 2, "stream_chat vs raw litellm.completion(stream=True, include_usage); raw = litellm.completion(stream=True), same kwargs")
-    provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY)
+    provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY, fast_path=False)
     with capture(litellm, "completion") as seen:
         stream = provider.stream_chat(PROMPT)
         ref_text = "".join(stream)
@@ -329,7 +333,7 @@ def bench_async_throughput(ctx: LLMContext, s: Settings) -> Result:
         f"{s.async_latency_ms:g} ms server",
     )
     with ServerProcess(latency_ms=s.async_latency_ms, chunks=s.chunks) as srv:
-        provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY)
+        provider = get_llm_provider("litellm", model_default=MODEL, api_base=srv.base, api_key=KEY, fast_path=False)
         out = asyncio.run(_throughput(litellm, provider, s))
         res.info["server"] = srv.describe()
     res.add("provider_rps", Figure("LiteLLMProvider.achat, requests/s per round", "rps", out["provider"]["rps"]))

@@ -24,7 +24,7 @@ __all__ = ["main", "run", "machine_info", "format_table"]
 
 
 def _runners() -> dict[str, Callable[[Any, Settings], Result]]:
-    from bench import coldstart, emulator, llm
+    from bench import coldstart, emulator, fast, llm
 
     return {
         "litellm_chat": llm.bench_litellm_chat,
@@ -34,6 +34,9 @@ def _runners() -> dict[str, Callable[[Any, Settings], Result]]:
         "async_throughput": llm.bench_async_throughput,
         "cold_start": coldstart.bench_cold_start,
         "emulator": emulator.bench_emulator,
+        "fast_stream": fast.bench_fast_stream,
+        "fast_chat": fast.bench_fast_chat,
+        "async_streams": fast.bench_async_streams,
     }
 
 
@@ -45,6 +48,9 @@ TITLES = {
     "async_throughput": (5, "achat vs raw litellm.acompletion throughput"),
     "cold_start": (6, "Cold start in fresh processes"),
     "emulator": (7, "Through the Modal emulator"),
+    "fast_stream": (8, "stream_chat (fast path) vs raw openai SDK, per chunk"),
+    "fast_chat": (9, "chat (fast path) vs raw openai SDK"),
+    "async_streams": (10, "32 concurrent astream_chat streams vs AsyncOpenAI"),
 }
 
 
@@ -126,6 +132,10 @@ def _fmt(value: Any, unit: str) -> str:
         return "-"
     if unit == "rps":
         return f"{value:,.0f} req/s"
+    if unit == "cps":
+        return f"{value:,.0f} chunk/s"
+    if unit == "ips":
+        return f"{value:,.0f} inp/s"
     if unit == "us":
         return f"{value:.2f} us"
     if unit == "s":

@@ -240,7 +240,7 @@ class LiteLLMProvider:
         """What sends this call: the openai SDK fast path when LiteLLM itself would send it over the OpenAI
         protocol unchanged (see providers.openai_fast), else litellm. Both raise LiteLLM's exception classes."""
         litellm = load_litellm()
-        if self.fast_path:
+        if self.fast_path and not self.smoke:  # smoke stays on LiteLLM's mock_response path
             from providers.openai_fast import backend_for
 
             return backend_for(litellm, t.llm_provider, t.bare_model, kwargs) or litellm

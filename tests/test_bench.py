@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The seven figures of the benchmark issue, in run order (bench.BENCHMARKS).
-BENCHMARKS = ("litellm_chat", "litellm_stream", "mock_chat", "local_adapter", "async_throughput", "cold_start", "emulator")
+#: The figures of the benchmark issues, in run order (bench.BENCHMARKS).
+BENCHMARKS = ("litellm_chat", "litellm_stream", "mock_chat", "local_adapter", "async_throughput", "cold_start", "emulator",
+              "fast_stream", "fast_chat", "async_streams")
 
 
 @pytest.mark.slow
