@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-from batch_helpers import MOCK, read_rows, run_engine
+import pytest
+from batch_helpers import MOCK, batch_args, by_line, env_for, read_rows, run_engine, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +131,38 @@ def test_random_bytes_never_crash_the_reader_and_every_non_blank_line_becomes_an
     for it in items:
         assert (it.payload is None) != (it.error is None)
         json.dumps(it.error, ensure_ascii=False).encode("utf-8")  # always encodable
+
+
+@pytest.mark.slow
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(n=st.integers(5, 40), concurrency=st.integers(1, 4), kill_after=st.floats(0.0, 2.5),
+       sig=st.sampled_from([signal.SIGINT, signal.SIGKILL, signal.SIGTERM]), edit=st.integers(0, 60))
+def test_a_subprocess_killed_at_a_random_moment_then_resumed_answers_every_line_once(
+        _fake_llm_server, n, concurrency, kill_after, sig, edit):
+    """The same invariant through the real CLI: a signal at a random moment (possibly mid-rewrite or mid-line),
+    an edit of one line, then ``--resume`` until done."""
+    srv = _fake_llm_server
+    tmp = Path(tempfile.mkdtemp(prefix="batch-kill-"))
+    try:
+        prompts = [f"item {i}" for i in range(n)]
+        write_jsonl(tmp / "in.jsonl", [{"prompt": p, "model": "openai/gpt-4o-mini"} for p in prompts])
+        env = env_for(tmp, OPENAI_API_KEY="sk-test-batch-0000000000", OPENAI_API_BASE=srv.openai_base)
+        args = [sys.executable, "-m", "theory_modal", *batch_args("--mode", "live", "--concurrency", str(concurrency),
+                                                                  ref="llm/litellm@1")]
+        proc = subprocess.Popen(args, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(kill_after)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        if (tmp / "out.jsonl").exists():
+            data = (tmp / "out.jsonl").read_bytes()
+            assert data == b"" or data.endswith(b"\n") or sig == signal.SIGKILL  # only a kill can tear a line
+        prompts[edit % n] = "EDITED"
+        write_jsonl(tmp / "in.jsonl", [{"prompt": p, "model": "openai/gpt-4o-mini"} for p in prompts])
+        r = subprocess.run(args + ["--resume"], env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        rows = by_line(read_rows(tmp / "out.jsonl"))
+        assert sorted(rows) == list(range(1, n + 1))
+        assert all(rows[i + 1]["text"] == f"echo: {p}" for i, p in enumerate(prompts))
+        assert sorted(p.name for p in tmp.iterdir()) == ["in.jsonl", "out.jsonl"]
+    finally:
+        shutil.rmtree(tmp)
