@@ -28,7 +28,7 @@ bench: $(STAMP)          ## benchmarks (bench/README.md); `make bench ARGS=--qui
 	$(PY) -m bench $(ARGS)
 
 lock:
-	uv pip compile pyproject.toml requirements/build.in --extra test --extra otel --generate-hashes \
+	uv pip compile pyproject.toml requirements/build.in --extra litellm --extra testing --extra otel --extra test --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:

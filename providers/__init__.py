@@ -14,6 +14,7 @@ from providers.errors import (
     ContextWindowExceededError,
     CredentialsError,
     InvalidRequestError,
+    MissingDependencyError,
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
@@ -51,4 +52,5 @@ __all__ = [
     "ContextWindowExceededError",
     "UnsupportedAttachmentError",
     "UnknownProviderError",
+    "MissingDependencyError",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "ContextWindowExceededError",
     "UnsupportedAttachmentError",
     "UnknownProviderError",
+    "MissingDependencyError",
     "redact",
 ]
 
@@ -128,6 +129,13 @@ class UnknownProviderError(ProviderError, KeyError):
         return self.message
 
 
+class MissingDependencyError(ProviderError):
+    """The provider needs an optional package that is not installed (e.g. litellm in the thin client). The
+    message names the ``pip install`` that fixes it; retrying will not help."""
+
+    kind = "missing_dependency"
+
+
 ERROR_CLASSES: dict[str, type[ProviderError]] = {
     cls.__name__: cls
     for cls in (
@@ -141,6 +149,7 @@ ERROR_CLASSES: dict[str, type[ProviderError]] = {
         ContextWindowExceededError,
         UnsupportedAttachmentError,
         UnknownProviderError,
+        MissingDependencyError,
     )
 }
 

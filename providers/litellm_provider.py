@@ -24,7 +24,13 @@ from typing import Any
 
 from providers.attachments import Attachment
 from providers.contract import LLMReply
-from providers.errors import CredentialsError, InvalidRequestError, ProviderError, UnsupportedAttachmentError
+from providers.errors import (
+    CredentialsError,
+    InvalidRequestError,
+    MissingDependencyError,
+    ProviderError,
+    UnsupportedAttachmentError,
+)
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, map_litellm_error
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call
@@ -53,7 +59,14 @@ def load_litellm():
             # "true" (any case) is required: "1" is NOT honoured by litellm.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-            import litellm
+            try:
+                import litellm
+            except ModuleNotFoundError as exc:
+                if exc.name != "litellm":
+                    raise
+                from providers.registry import LITELLM_MISSING
+
+                raise MissingDependencyError(LITELLM_MISSING, provider="litellm") from None
 
             litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner on stdout per exception
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):

@@ -11,9 +11,23 @@ from collections.abc import Callable
 from typing import Any
 
 from providers.contract import LLMProvider
-from providers.errors import UnknownProviderError
+from providers.errors import MissingDependencyError, UnknownProviderError
 
-__all__ = ["default_models", "register_provider", "get_llm_provider", "available_providers"]
+__all__ = ["default_models", "register_provider", "get_llm_provider", "available_providers", "require_litellm"]
+
+#: What a user without litellm is told: the thin client (`pip install theory-modal`) leaves LiteLLM out.
+LITELLM_MISSING = (
+    "the litellm provider needs LiteLLM, which is not installed: pip install 'theory-modal[litellm]' "
+    "(the mock provider and calls to the deployed app work without it)"
+)
+
+
+def require_litellm() -> None:
+    """Raise :class:`MissingDependencyError` naming the extra when litellm is not importable (no import done)."""
+    import importlib.util
+
+    if importlib.util.find_spec("litellm") is None:
+        raise MissingDependencyError(LITELLM_MISSING, provider="litellm")
 
 ProviderFactory = Callable[..., LLMProvider]
 
@@ -64,6 +78,7 @@ def _mock_factory(**config: Any) -> LLMProvider:
 
 
 def _litellm_factory(**config: Any) -> LLMProvider:
+    require_litellm()
     from providers.litellm_provider import LiteLLMProvider
 
     return LiteLLMProvider(**config)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,10 +77,11 @@ def test_every_function_uses_the_one_image_with_the_local_sources(app_module):
     assert shared._added_python_source_set == frozenset({"providers", "theory_modal"})
 
 
-def test_litellm_pin_in_the_image_matches_pyproject(app_module):
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert app_module.LITELLM_REQUIREMENT in deps
-    assert "modal==1.6.4" in deps
+def test_litellm_pin_in_the_image_matches_the_lock(app_module):
+    """The image installs the very litellm the hash lock pins (pyproject.toml only gives ranges)."""
+    lock = (ROOT / "requirements.lock").read_text()
+    name, _, pin = app_module.LITELLM_REQUIREMENT.partition("==")
+    assert name == "litellm" and f"\nlitellm=={pin} " in lock
 
 
 def test_serving_settings_are_the_documented_ones(app_module):
