@@ -272,13 +272,10 @@ def batch(ref, adapter, mode, app_name, environment, input_path, output_path, co
         raise SystemExit(summary.exit_code)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def emulator(ctx):
-    """Run the loopback Modal emulator: [--port P] [--secrets secrets.json] (see theory_modal.testing.emulator)."""
-    from theory_modal.testing.emulator import main as emulator_main
+# The emulator's own click command (cheap to import: the server loads only when it starts).
+from theory_modal.testing.emulator.cli import emulator_command  # noqa: E402
 
-    raise SystemExit(emulator_main(list(ctx.args)))
+cli.add_command(emulator_command, "emulator")
 
 
 # ------------------------------------------------------------------------------------------------ entry

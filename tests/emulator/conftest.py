@@ -1,4 +1,5 @@
-"""Fixtures for the emulator's own tests: the reusable ones from the package, plus the toy apps."""
+"""Fixtures for the emulator's own tests: the toy apps and named secrets. ``modal_emulator`` and ``modal_env``
+come from the package's pytest plugin (entry point ``theory_modal_emulator``), with no import here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 from emulator_helpers import APPS, SECRET_VALUE
 
 from theory_modal.testing.emulator import ModalEmulator
-from theory_modal.testing.emulator.fixtures import *  # noqa: F403
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,18 @@ this interpreter; only ``ENV`` lines apply), and there are no GPUs, snapshots, w
 
 Public API:
 * :class:`ModalEmulator` (``start``/``stop``, ``url``, ``client_env``, ``run_cli``, ``deploy``, diagnostics);
-* pytest fixtures in :mod:`theory_modal.testing.emulator.fixtures` (``modal_emulator``, ``modal_env``);
-* the CLI ``python -m theory_modal.testing.emulator`` (:func:`main`).
+* pytest fixtures ``modal_emulator`` / ``modal_env`` (a ``pytest11`` plugin: no import needed once
+  ``theory-modal[testing]`` is installed);
+* the CLI ``theory-modal emulator`` / ``python -m theory_modal.testing.emulator`` (:func:`main`).
+
+Names load lazily, so the CLI and the pytest plugin can import submodules without paying for grpclib and the
+server until an emulator is actually started.
 """
 
-from .cli import main
-from .emulator import ContainerInfo, EmulatorError, ModalEmulator
-from .version import PINNED_MODAL_VERSION, ModalVersionError, check_modal_version
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "PINNED_MODAL_VERSION",
@@ -24,3 +29,26 @@ __all__ = [
     "check_modal_version",
     "main",
 ]
+
+_WHERE = {
+    "main": ".cli",
+    "ContainerInfo": ".emulator",
+    "EmulatorError": ".emulator",
+    "ModalEmulator": ".emulator",
+    "PINNED_MODAL_VERSION": ".version",
+    "ModalVersionError": ".version",
+    "check_modal_version": ".version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

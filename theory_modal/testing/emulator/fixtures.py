@@ -1,10 +1,8 @@
-"""Pytest fixtures for suites that test Modal apps against the emulator.
+"""Pytest fixtures for suites that test Modal apps against the emulator: a ``pytest11`` plugin.
 
-Use them from a ``conftest.py``::
-
-    from theory_modal.testing.emulator.fixtures import *  # noqa: F401,F403
-
-then::
+With ``theory-modal[testing]`` installed the fixtures are available in every suite with no import (the plugin is
+registered as ``theory_modal_emulator``; ``pytest -p no:theory_modal_emulator`` turns it off). Without the
+plugin, ``from theory_modal.testing.emulator.fixtures import *`` in a ``conftest.py`` does the same. Then::
 
     def test_it(modal_emulator, modal_env):
         modal_emulator.deploy("path/to/app.py")
@@ -21,10 +19,30 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .emulator import ModalEmulator
+if TYPE_CHECKING:
+    from .emulator import ModalEmulator
+
+# This module is loaded into every pytest session of any environment that has theory-modal installed (entry
+# points cannot depend on an extra), so it imports nothing heavy: the emulator loads when a test asks for it.
+
+
+def _emulator_class() -> type[ModalEmulator]:
+    """The emulator, or a test error naming the extra that provides the modal release it speaks."""
+    from .version import ModalVersionError, check_modal_version
+
+    try:
+        check_modal_version()
+        from .emulator import ModalEmulator
+    except (ImportError, ModalVersionError) as exc:
+        pytest.fail(
+            f"the modal_emulator fixture needs pip install 'theory-modal[testing]': {str(exc).splitlines()[0]}",
+            pytrace=False,
+        )
+    return ModalEmulator
 
 __all__ = ["modal_emulator", "modal_emulator_secrets", "modal_env", "reset_modal_client"]
 
@@ -57,7 +75,7 @@ def modal_emulator(
     modal_emulator_secrets: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ModalEmulator]:
     """A running emulator shared by the whole session."""
-    emulator = ModalEmulator(secrets=modal_emulator_secrets, state_dir=tmp_path_factory.mktemp("modal-emulator"))
+    emulator = _emulator_class()(secrets=modal_emulator_secrets, state_dir=tmp_path_factory.mktemp("modal-emulator"))
     emulator.start()
     try:
         yield emulator
