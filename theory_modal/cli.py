@@ -20,8 +20,6 @@ from theory_modal.wire import MODES
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_REF = "llm/litellm@1"
-KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY",
-            "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY")
 
 
 class BadInput(click.ClickException):
@@ -123,51 +121,32 @@ def refs(as_json):
         click.echo(f"{r['ref']:<16} {r['description']}")
 
 
-def _ollama_status(base: str, timeout: float = 2.0) -> str:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base.rstrip("/") + "/api/tags", timeout=timeout) as r:  # noqa: S310 - user's base
-            models = json.loads(r.read() or b"{}").get("models", [])
-        return f"answers ({len(models)} model(s) pulled)"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return f"does not answer ({redact(str(reason))})"
-
-
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
-def doctor(as_json):
-    """Report what is configured, without printing any secret value."""
-    from importlib.metadata import PackageNotFoundError, version
+@click.option("--app-name", default=None, help="Deployed Modal app name (default: $THEORY_MODAL_APP or 'theory').")
+@click.option("--environment", "-e", default=None, help="Modal environment (default: the configured one).")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True,
+              help="Bound, in seconds, for each network check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def doctor(app_name, environment, timeout, as_json):
+    """Diagnose the setup: Modal token (checked against the server), the deployed app and its functions, the
+    secrets named at deploy time, base-URL overrides (credentials masked), Ollama, keys (never their values).
 
-    from modal.config import config
+    Exits 1 when something set up is broken (a rejected token, an app not deployed while a token is set, a
+    missing secret, a malformed or silent base URL); things merely not set up are warnings.
+    """
+    from theory_modal.doctor import diagnose, render
+    from theory_modal.processors import PROCESSORS
 
-    def ver(pkg: str) -> str:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return "not installed"
-
-    base = os.environ.get("LLM_API_BASE") or "http://localhost:11434"
-    report = {
-        "versions": {"theory-modal": __version__, "litellm": ver("litellm"), "modal": ver("modal")},
-        "provider_keys": {k: ("set" if os.environ.get(k) else "not set") for k in KEY_VARS},
-        "modal_token": "configured" if (config.get("token_id") and config.get("token_secret")) else
-        "not configured (run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)",
-        "modal_server": redact(str(config.get("server_url"))),
-        "ollama": {"base_url": redact(base), "status": _ollama_status(base)},
-    }
+    name = app_name or os.environ.get("THEORY_MODAL_APP", "").strip() or "theory"
+    functions = [f for p in PROCESSORS for f in (p.chat_function, p.stream_function)]
+    report = diagnose(app_name=name, environment=environment, functions=functions, timeout=timeout)
     if as_json:
-        click.echo(json.dumps(report))
-        return
-    click.echo(f"versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
-    for k, v in report["provider_keys"].items():
-        click.echo(f"{k}: {v}")
-    click.echo(f"Modal token: {report['modal_token']}")
-    click.echo(f"Modal server: {report['modal_server']}")
-    click.echo(f"Ollama at {report['ollama']['base_url']}: {report['ollama']['status']}")
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for line in render(report):
+            click.echo(line)
+    if not report.ok:
+        raise SystemExit(EXIT_FAILURE)
 
 
 # ------------------------------------------------------------------------------------------------ batch
