@@ -35,6 +35,7 @@ from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, 
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call
 from providers.streams import AsyncChatStream, ChatStream
+from providers.vendors import ollama_base
 from providers.usage import make_usage, to_micro_usd
 
 __all__ = ["LiteLLMProvider", "load_litellm", "DEFAULT_OLLAMA_BASE"]
@@ -131,7 +132,7 @@ class LiteLLMProvider:
         llm_provider, bare = _split_provider(model)
         api_base = self.api_base
         if llm_provider in OLLAMA_PROVIDERS and not api_base:
-            api_base = os.environ.get("LLM_API_BASE") or DEFAULT_OLLAMA_BASE
+            api_base = ollama_base()[0]  # LLM_API_BASE, else LiteLLM's own OLLAMA_API_BASE, else the default
         return Target(model, llm_provider, bare, api_base, self._api_key)
 
     def _check_provider(self, t: Target) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["VENDOR_KEYS", "VENDOR_NAMES", "key_vars", "missing_key_message", "vendor_of"]
+__all__ = ["DEFAULT_OLLAMA_BASE", "VENDOR_KEYS", "VENDOR_NAMES", "key_vars", "missing_key_message", "ollama_base",
+           "vendor_of"]
+
+DEFAULT_OLLAMA_BASE = "http://localhost:11434"
 
 #: LiteLLM provider prefix -> the variables that can hold its key (any one of them is enough).
 VENDOR_KEYS: dict[str, tuple[str, ...]] = {
@@ -75,3 +78,15 @@ def missing_key_message(model: str, environ: Mapping[str, str] | None = None) ->
     shown = VENDOR_NAMES.get(vendor, vendor.replace("_", " ").title())
     var = names[0] if len(names) == 1 else f"{names[0]} (or {', '.join(names[1:])})"
     return f"{var} missing or {shown} unreachable."
+
+
+def ollama_base(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The Ollama base URL in effect and where it came from. ``LLM_API_BASE`` (this project's setting) wins over
+    ``OLLAMA_API_BASE`` (LiteLLM's own, honoured so an existing Ollama setup works as is), then the default
+    ``http://localhost:11434``. Blank values count as unset."""
+    env = os.environ if environ is None else environ
+    for name in ("LLM_API_BASE", "OLLAMA_API_BASE"):
+        value = (env.get(name) or "").strip()
+        if value:
+            return value, name
+    return DEFAULT_OLLAMA_BASE, "default"

@@ -24,14 +24,14 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "theory_modal", *args], capture_output=True, text=True,
-                          env=_env(tmp_path, **env), cwd=tmp_path, timeout=120)
+                          env=_env(tmp_path, **env), cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def test_bare_run_works_on_a_fresh_machine_with_no_keys(tmp_path):
     r = cli(tmp_path, "run")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "smoke reply from openai/gpt-4o-mini: Hello"
-    assert "llm/litellm@1 · openai/gpt-4o-mini" in r.stderr
+    assert "llm/litellm@1 · smoke · openai/gpt-4o-mini" in r.stderr
 
 
 def test_run_json_prints_the_response_dict(tmp_path):

@@ -26,11 +26,23 @@ class BadInput(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
 
+def default_mode(adapter: str | None) -> str:
+    """The CLI's ``--mode`` when none is given: ``smoke`` in-process (hermetic: what ``make smoke`` runs), ``live``
+    on the modal adapter (calling the deployed app means doing the real work)."""
+    return "live" if adapter == "modal" else "smoke"
+
+
+def _mode_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    # --adapter is declared before --mode, so it is already parsed when --mode falls back to its default.
+    return value or default_mode(ctx.params.get("adapter"))
+
+
 def _adapter_options(f):
     f = click.option("--environment", "-e", default=None, help="Modal environment (modal adapter).")(f)
     f = click.option("--app-name", default=None, help="Deployed Modal app name (default: $THEORY_MODAL_APP or 'theory').")(f)
-    f = click.option("--mode", type=click.Choice(MODES), default="smoke", show_default=True,
-                     help="smoke: hermetic, no network, no keys, no spend. live: real providers.")(f)
+    f = click.option("--mode", type=click.Choice(MODES), default=None, callback=_mode_callback,
+                     help="smoke: hermetic, no network, no keys, no spend. live: real providers. "
+                          "[default: smoke on the local adapter, live on the modal adapter]")(f)
     f = click.option("--adapter", type=click.Choice(["local", "modal"]), default="local", show_default=True,
                      help="local: in-process. modal: the deployed app.")(f)
     f = click.option("--ref", default=DEFAULT_REF, show_default=True, help="Processor ref, e.g. llm/mock@1.")(f)
@@ -55,10 +67,11 @@ def _parse_attach(values: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
-def _summary_line(resp: dict[str, Any]) -> str:
+def _summary_line(resp: dict[str, Any], mode: str) -> str:
     u = resp["usage"]
     cost = "cost unknown" if u["usd_micros"] is None else f"${u['usd_micros'] / 1e6:.6f}"
-    return f"{resp['ref']} · {resp['model']} · {u['tokens_in']} in / {u['tokens_out']} out · {u['latency_ms']} ms · {cost}"
+    return (f"{resp['ref']} · {resp.get('mode', mode)} · {resp['model']} · {u['tokens_in']} in / {u['tokens_out']} out"
+            f" · {u['latency_ms']} ms · {cost}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,29 +80,49 @@ def cli() -> None:
     """Run LLM provider processors in-process or on Modal."""
 
 
-@cli.command()
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @_adapter_options
-@click.option("--prompt", "-p", default="Hello", show_default=True, help="The prompt to send.")
+@click.argument("prompt_arg", metavar="[PROMPT]", required=False)
+@click.option("--prompt", "-p", default=None, help="The prompt, as an option (same as the argument).")
 @click.option("--model", "-m", default=None, help="Model, e.g. openai/gpt-4o-mini or ollama_chat/qwen2.5:0.5b.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Generation option, repeatable: -o temperature=0.2 -o stop='[\"\\n\"]'. Values are JSON when "
+                   "they parse as JSON, else text.")
 @click.option("--attach", "attach", multiple=True, metavar="NAME=PATH", help="Attach a file (repeatable).")
-@click.option("--system", default=None, help="System prompt.")
-@click.option("--temperature", type=float, default=None)
-@click.option("--max-tokens", type=int, default=None)
+@click.option("--system", default=None, help="System prompt (same as -o system=...).")
+@click.option("--temperature", type=float, default=None, help="Same as -o temperature=...")
+@click.option("--max-tokens", type=int, default=None, help="Same as -o max_tokens=...")
 @click.option("--stream", is_flag=True, help="Print the reply as it arrives.")
-@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
-def run(ref, adapter, mode, app_name, environment, prompt, model, attach, system, temperature, max_tokens, stream, as_json):
-    """Run one processor once (defaults: llm/litellm@1, local adapter, smoke mode)."""
-    payload: dict[str, Any] = {"prompt": prompt, "mode": mode}
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the response as JSON; errors become one JSON object on stderr.")
+def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, options, attach, system, temperature,
+        max_tokens, stream, as_json):
+    """Run one processor once on PROMPT (defaults: llm/litellm@1, local adapter, smoke mode, "Hello").
+
+    With no PROMPT, or PROMPT "-", the prompt is read from stdin: echo "Hi" | theory-modal run --ref llm/mock@1.
+    Bad input (the model, an option, a missing key for a known vendor) is refused before LiteLLM loads.
+    """
+    from theory_modal.catalog import resolve
+    from theory_modal.cli_input import parse_options, preflight, read_prompt
+
+    proc = resolve(ref)
+    flags = {k: v for k, v in {"system": system, "temperature": temperature, "max_tokens": max_tokens}.items()
+             if v is not None}
+    payload: dict[str, Any] = {"prompt": read_prompt(prompt_arg, prompt), "mode": mode}
     if model:
         payload["model"] = model
-    options = {k: v for k, v in {"system": system, "temperature": temperature, "max_tokens": max_tokens}.items() if v is not None}
-    if options:
-        payload["options"] = options
+    opts = parse_options(options, given=flags)
+    if opts:
+        payload["options"] = opts
     if attach:
         payload["attachments"] = _parse_attach(attach)
+    from theory_modal.wire import Request
+
+    Request.from_dict(payload)  # the wire checks (prompt, options, mode) before the adapter and any import
+    preflight(proc.provider, model, mode=mode, adapter=adapter)
     runner = _make_adapter(adapter, app_name, environment)
     if stream:
-        s = runner.stream(ref, payload)
+        s = runner.stream(proc.ref, payload)
         for chunk in s:
             if not as_json:
                 click.echo(chunk, nl=False)
@@ -97,13 +130,13 @@ def run(ref, adapter, mode, app_name, environment, prompt, model, attach, system
         if not as_json:
             click.echo()
     else:
-        resp = runner.run(ref, payload)
+        resp = runner.run(proc.ref, payload)
         if not as_json:
             click.echo(resp["text"])
     if as_json:
         click.echo(json.dumps(resp, ensure_ascii=False))
     else:
-        click.secho(_summary_line(resp), dim=True, err=True)
+        click.secho(_summary_line(resp, mode), dim=True, err=True)
 
 
 @cli.command()
@@ -135,7 +168,7 @@ def doctor(app_name, environment, timeout, as_json):
     missing secret, a malformed or silent base URL); things merely not set up are warnings.
     """
     from theory_modal.doctor import diagnose, render
-    from theory_modal.processors import PROCESSORS
+    from theory_modal.catalog import PROCESSORS
 
     name = app_name or os.environ.get("THEORY_MODAL_APP", "").strip() or "theory"
     functions = [f for p in PROCESSORS for f in (p.chat_function, p.stream_function)]
@@ -259,20 +292,47 @@ cli.add_command(emulator_command, "emulator")
 
 # ------------------------------------------------------------------------------------------------ entry
 def _is_bad_input(exc: BaseException) -> bool:
-    return isinstance(exc, (InvalidRequestError, BadInput))
+    return isinstance(exc, (InvalidRequestError, BadInput, click.UsageError))
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """``--json`` among the options (not after ``--``, where it would be a prompt)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in head
+
+
+def error_object(exc: BaseException) -> dict[str, Any]:
+    """The wire's error shape, ``{"type", "kind", "message", "retryable"}``, for ``--json`` errors."""
+    if isinstance(exc, click.ClickException):
+        message = exc.format_message()
+    else:
+        message = redact(str(exc))
+    kind = "invalid_request" if _is_bad_input(exc) else getattr(exc, "kind", "error")
+    return {"type": type(exc).__name__, "kind": str(kind),
+            "message": " ".join(message.split()) or type(exc).__name__,
+            "retryable": bool(getattr(exc, "retryable", False))}
+
+
+def _report(exc: BaseException, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(error_object(exc), ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {error_object(exc)['message']}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: maps every failure to one line and an exit code."""
+    """Console entry point: maps every failure to one line (one JSON object under ``--json``) and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        cli.main(args=argv, prog_name="theory-modal", standalone_mode=False)
+        cli.main(args=args, prog_name="theory-modal", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:  # bad flags/values: one line instead of click's usage block
-        click.echo(f"error: {exc.format_message()}", err=True)
+        _report(exc, as_json)
         return EXIT_BAD_INPUT
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        _report(exc, as_json)
         return exc.exit_code
     except click.Abort:
         click.echo("aborted", err=True)
@@ -280,10 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the CLI never prints a traceback
-        code = EXIT_BAD_INPUT if _is_bad_input(exc) else EXIT_FAILURE
-        message = redact(str(exc)).replace("\n", " ").strip() or type(exc).__name__
-        click.echo(f"error: {message}", err=True)
-        return code
+        _report(exc, as_json)
+        return EXIT_BAD_INPUT if _is_bad_input(exc) else EXIT_FAILURE
     return EXIT_OK
 
 

@@ -22,13 +22,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from providers.errors import redact
-from providers.vendors import key_vars
+from providers.vendors import key_vars, ollama_base
 
-__all__ = ["BASE_URL_VARS", "Check", "DoctorReport", "diagnose", "mask_url", "ollama_base"]
+__all__ = ["BASE_URL_VARS", "Check", "DoctorReport", "diagnose", "mask_url", "render"]
 
 #: Variables that redirect provider traffic; shown (masked) because a stale one explains many surprises.
 BASE_URL_VARS = ("OPENAI_API_BASE", "OPENAI_BASE_URL", "LLM_API_BASE", "OLLAMA_API_BASE")
-DEFAULT_OLLAMA_BASE = "http://localhost:11434"
 OK, WARN, FAIL = "ok", "warn", "fail"
 
 
@@ -65,16 +64,6 @@ def mask_url(url: str) -> str:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"***@{host}")
     return redact(urllib.parse.urlunsplit(parts))
-
-
-def ollama_base(environ: dict[str, str] | os._Environ[str] | None = None) -> tuple[str, str]:
-    """The Ollama base URL in effect and where it came from: ``LLM_API_BASE`` (this project's setting) wins over
-    ``OLLAMA_API_BASE`` (LiteLLM's own), then the default ``http://localhost:11434``."""
-    env = os.environ if environ is None else environ
-    for name in ("LLM_API_BASE", "OLLAMA_API_BASE"):
-        if env.get(name, "").strip():
-            return env[name].strip(), name
-    return DEFAULT_OLLAMA_BASE, "default"
 
 
 def _url_problem(url: str) -> str | None:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory_modal.doctor import mask_url, ollama_base
+from providers.vendors import ollama_base
+from theory_modal.doctor import mask_url
 
 SENTINEL = "sk-SENTINELdoctor0123456789"
 FUNCTIONS = ("mock_chat", "mock_stream", "litellm_chat", "litellm_stream")

@@ -70,8 +70,9 @@ def test_load_litellm_without_litellm_names_the_extra(tmp_path):
 def test_cli_run_of_the_litellm_processor_without_litellm_exits_1_with_the_fix(tmp_path):
     r = _py(tmp_path, "import sys\nfrom theory_modal.cli import main\nsys.exit(main(['run', '--json']))\n")
     assert r.returncode == 1, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and EXTRA in lines[0] and "Traceback" not in r.stderr
+    error = json.loads(r.stderr)  # --json: one JSON object on stderr
+    assert error["type"] == "MissingDependencyError" and error["kind"] == "missing_dependency"
+    assert EXTRA in error["message"] and error["retryable"] is False
 
 
 def test_cli_run_of_the_mock_without_litellm_works(tmp_path):
