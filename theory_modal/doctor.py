@@ -178,10 +178,12 @@ async def _modal_checks(report: DoctorReport, app_name: str, environment: str | 
         await _app_checks(report, modal_info, client, app_name, environment, functions, bounded)
         await _secret_checks(report, modal_info, client, environment, secret_names, bounded)
     finally:
-        try:
-            await asyncio.wait_for(client.close.aio(), timeout)
-        except Exception:  # noqa: BLE001 - closing a client must not change the diagnosis
-            pass
+        close = getattr(client, "close", None)  # not public in every modal 1.x; then it closes at exit
+        if close is not None:
+            try:
+                await asyncio.wait_for(close.aio(), timeout)
+            except Exception:  # noqa: BLE001 - closing a client must not change the diagnosis
+                pass
 
 
 async def _app_checks(report, modal_info, client, app_name, environment, functions, bounded) -> None:
