@@ -85,3 +85,15 @@ def test_the_plugin_costs_nothing_until_a_fixture_is_used(tmp_path):
     )
     r = _pytest(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_with_a_modal_the_emulator_does_not_speak_the_fixture_names_the_extra(tmp_path):
+    (tmp_path / "conftest.py").write_text(
+        "import theory_modal.testing.emulator.version as v\n"
+        "v.installed_modal_version = lambda: '1.7.0'\n"
+    )
+    (tmp_path / "test_needs_emulator.py").write_text("def test_it(modal_emulator):\n    pass\n")
+    r = _pytest(tmp_path)
+    assert r.returncode == 1
+    assert "the modal_emulator fixture needs pip install 'theory-modal[testing]'" in r.stdout
+    assert "installed modal is 1.7.0" in r.stdout

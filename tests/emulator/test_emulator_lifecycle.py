@@ -48,7 +48,7 @@ def deploy_lifecycle_app(env: dict[str, str]) -> None:
 
 def test_version_check_names_the_pin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(modal, "__version__", "1.7.0")
-    with pytest.raises(ModalVersionError, match=r"installed modal is 1\.7\.0\. Pin modal==1\.6\.4\."):
+    with pytest.raises(ModalVersionError, match=r"installed modal is 1\.7\.0\. Pin modal==1\.6\.4: pip install 'theory-modal\[testing\]'"):
         ModalEmulator()
 
 

@@ -27,5 +27,5 @@ def check_modal_version(installed: str | None = None) -> None:
     if version != PINNED_MODAL_VERSION:
         raise ModalVersionError(
             f"theory_modal.testing.emulator speaks modal {PINNED_MODAL_VERSION}'s private protocol; "
-            f"installed modal is {version}. Pin modal=={PINNED_MODAL_VERSION}."
+            f"installed modal is {version}. Pin modal=={PINNED_MODAL_VERSION}: pip install 'theory-modal[testing]'."
         )
