@@ -74,10 +74,11 @@ def read_prompt(positional: str | None, flag: str | None, stdin: IO[bytes] | Non
     if positional is not None and flag is not None:
         raise CliInputError("the prompt is given twice (as an argument and with --prompt); give it once")
     prompt = positional if positional is not None else flag
-    stream = stdin if stdin is not None else sys.stdin.buffer
-    tty = stdin_is_tty if stdin_is_tty is not None else _isatty(stream)
+    # No stdin at all (a closed descriptor 0 makes sys.stdin None) reads as an empty one.
+    stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+    tty = stdin_is_tty if stdin_is_tty is not None else (stream is not None and _isatty(stream))
     if prompt == "-" or (prompt is None and not tty):
-        data = stream.read()
+        data = stream.read() if stream is not None else b""
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -187,6 +187,16 @@ def test_the_mode_default_follows_the_adapter():
 
 
 # ------------------------------------------------------------------ properties
+def test_a_closed_stdin_is_an_empty_one(tmp_path):
+    """CI may start `make smoke` with descriptor 0 closed: sys.stdin is then None."""
+    r = subprocess.run(f"{sys.executable} -m theory_modal run --ref llm/mock@1 <&-", shell=True, capture_output=True,
+                       text=True, env=_env(tmp_path), cwd=tmp_path, timeout=60)
+    assert r.returncode == 0 and r.stdout == "mock reply to: Hello\n", r.stderr
+    r = subprocess.run(f"{sys.executable} -m theory_modal run - --ref llm/mock@1 <&-", shell=True, capture_output=True,
+                       text=True, env=_env(tmp_path), cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and "stdin was empty" in r.stderr
+
+
 def test_read_prompt_rules():
     tty = dict(stdin=io.BytesIO(b"ignored"), stdin_is_tty=True)
     assert read_prompt("a", None, **tty) == "a" and read_prompt(None, "b", **tty) == "b"
