@@ -184,17 +184,10 @@ def doctor(app_name, environment, timeout, as_json):
 
 # ------------------------------------------------------------------------------------------------ batch
 def _parse_batch_options(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--option key=value`` (repeatable); values are JSON when they parse (0.2, 64, true, ["x"]), else text."""
-    out: dict[str, Any] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--option expects key=value (e.g. --option temperature=0.2), got {value!r}")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except ValueError:
-            out[key.strip()] = raw
-    return out
+    """``--option key=value`` (repeatable): the same parser as ``run -o`` (JSON values when they parse)."""
+    from theory_modal.cli_input import parse_options
+
+    return parse_options(values)
 
 
 def _batch_progress(total: int):

@@ -55,9 +55,9 @@ def parse_options(values: Iterable[str], *, given: Mapping[str, Any] | None = No
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep:
-            raise CliInputError(f"-o expects key=value (e.g. -o temperature=0.2), got {item!r:.80}")
+            raise CliInputError(f"--option expects key=value (e.g. -o temperature=0.2), got {item!r:.80}")
         if not _KEY.fullmatch(key):
-            raise CliInputError(f"-o {item!r:.80}: {key!r:.40} is not an option name (letters, digits, _ and -)")
+            raise CliInputError(f"--option {item!r:.80}: {key!r:.40} is not an option name (letters, digits, _ and -)")
         key = key.replace("-", "_")
         if key in out:
             raise CliInputError(f"option {key!r} is given twice; give it once")

@@ -70,7 +70,7 @@ def test_empty_stdin_and_no_prompt_is_the_default_prompt(tmp_path):
     (["-"], "", "stdin was empty"),
     (["-"], b"\xff\xfe\xfa", "stdin is not UTF-8"),
     (["one", "-p", "two"], "", "the prompt is given twice"),
-    (["-o", "temperature"], "", "-o expects key=value"),
+    (["-o", "temperature"], "", "--option expects key=value"),
     (["-o", "=3"], "", "is not an option name"),
     (["-o", "temperature=0.2", "--temperature", "0.3"], "", "option 'temperature' is given twice"),
     (["-o", "temperature=hot"], "", "temperature"),
