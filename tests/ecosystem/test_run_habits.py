@@ -229,7 +229,8 @@ def test_parse_options_returns_typed_values_or_a_one_line_error(items):
         assert "\n" not in str(exc) and str(exc)
         return
     assert len(parsed) == len(items)
-    for key, raw in items:
+    for arg in args:
+        key, _, raw = arg.partition("=")  # a key cannot hold "=": the first one splits
         value = parsed[key.strip().replace("-", "_")]
         try:
             as_json = json.loads(raw, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
