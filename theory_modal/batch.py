@@ -60,7 +60,10 @@ __all__ = [
     "BatchSummary",
     "Batch",
     "Item",
+    "OutputFile",
     "parse_input",
+    "parse_json_line",
+    "encode_line",
     "fingerprint",
     "MAX_LINE_BYTES",
     "MAX_DEPTH",
@@ -76,8 +79,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_LINE_BYTES = 32 * 1024 * 1024
 #: Deeper JSON nesting is an error line; checked before parsing, so no line can raise RecursionError.
 MAX_DEPTH = 64
-#: Fields a line may carry besides the request itself.
-_LINE_FIELDS = ("id",)
 _BOM = b"\xef\xbb\xbf"
 _JSON_BLANK = b" \t\r"
 _TOKENS = re.compile(r'\\.|["\[\]{}]', re.S)
@@ -252,9 +253,9 @@ def parse_input(data: bytes, *, ref: str, mode: str, defaults: dict[str, Any] | 
 
 def _parse_line(lineno: int, raw: bytes, ref: str, mode: str, defaults: dict[str, Any], max_bytes: int,
                 seen_ids: dict[str, int]) -> Item:
-    def bad(kind: str, message: str, payload: Any = None, item_id: Any = None, use_raw: bool = True) -> Item:
-        fp = fingerprint(ref, mode, payload, item_id, raw=raw if use_raw else None)
-        return Item(lineno, fp, id=item_id, error=_input_error(kind, f"line {lineno}: {message}"))
+    def bad(kind: str, message: str, item_id: Any = None) -> Item:  # fingerprinted by the raw bytes
+        return Item(lineno, fingerprint(ref, mode, None, raw=raw), id=item_id,
+                    error=_input_error(kind, f"line {lineno}: {message}"))
 
     value, kind, message = parse_json_line(raw, max_bytes=max_bytes)
     if kind is not None:
