@@ -104,6 +104,7 @@ def bench_emulator(ctx: Any, s: Settings) -> Result:
         _deploy(client_env, res)
         with _client_env(client_env):
             _measure(res, s, emu)
+        _thin_client_cold_start(res, s, client_env)
     finally:
         emu.stop()
     return res
@@ -123,6 +124,50 @@ def _deploy(client_env: dict[str, str], res: Result) -> None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         raise Skip(f"emulator not available: `modal deploy deploy.py` exited {proc.returncode}: {tail[0][:200]}")
     res.info["deploy_s"] = round(time.perf_counter() - t0, 2)
+
+
+_THIN_CLIENT = (
+    "import theory_modal.adapters as a; "
+    "r = a.get_adapter('modal').run('llm/mock@1', {'prompt': 'Hello', 'mode': 'smoke'}); "
+    "assert r['text'] == 'mock reply to: Hello', r"
+)
+
+
+def _thin_client_cold_start(res: Result, s: Settings, client_env: dict[str, str]) -> None:
+    """Wall time of a fresh process that imports the thin client and makes one Modal call (a warm container on
+    the emulator), next to ``python -c pass`` and ``import modal``, interleaved, in item 6's environment."""
+    import tempfile
+
+    from bench.coldstart import cold_env
+    from bench.core import orders
+
+    variants = {
+        "python_pass": [sys.executable, "-c", "pass"],
+        "import_modal": [sys.executable, "-c", "import modal"],
+        "thin_client_call": [sys.executable, "-c", _THIN_CLIENT],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-home-") as home:
+        env = cold_env(home) | client_env
+        samples: dict[str, list[float]] = {k: [] for k in variants}
+        for key, argv in variants.items():  # warm-up: bytecode and file caches, and a warm container
+            _run_checked(argv, env, key)
+        for order in orders(list(variants), max(2, s.cold_n // 2)):
+            for key in order:
+                samples[key].append(_run_checked(variants[key], env, key))
+    res.add("cold_thin_client", Figure("fresh process: import theory_modal.adapters + one Modal call", "ms",
+                                       samples["thin_client_call"]))
+    res.add("cold_import_modal", Figure("fresh process: import modal (info)", "ms", samples["import_modal"]))
+    res.add("cold_python_pass", Figure("fresh process: python -c pass (info)", "ms", samples["python_pass"]))
+
+
+def _run_checked(argv: list[str], env: dict[str, str], what: str) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        raise AssertionError(f"{what} exited {proc.returncode}: {tail[0][:300]}")
+    return elapsed
 
 
 def _container_pids(emu: Any) -> list[int]:
