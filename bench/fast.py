@@ -26,7 +26,9 @@ __all__ = ["bench_fast_stream", "bench_fast_chat", "bench_async_streams"]
 MODEL = "openai/gpt-4o-mini"
 BARE = "gpt-4o-mini"
 KEY = "sk-bench-loopback-0000"
-PROMPT = "Summarise what this benchmark harness measures in one short sentence, please"
+#: Long enough that the fake server's echo has at least 400 characters, so every one of the requested chunks
+#: carries text (it splits the reply into exactly ``--chunks`` pieces; shorter replies leave pieces empty).
+PROMPT = " ".join(["Summarise what this benchmark harness measures in one short sentence, please."] * 6)
 
 
 def _messages() -> list[dict[str, str]]:
@@ -112,6 +114,9 @@ def bench_fast_stream(ctx: Any, s: Settings) -> Result:
         texts = {name: fn()["_text"] for name, fn in sides.items()}
         if len(set(texts.values())) != 1:
             raise AssertionError(f"the sides streamed different texts: {texts}")
+        got = sum(1 for _ in fast.stream_chat(PROMPT))
+        if got != n:
+            raise AssertionError(f"the stream delivered {got} text chunks, expected {n}: lengthen PROMPT")
 
         def strip(fn: Any) -> Any:
             return lambda: {k: v for k, v in fn().items() if not k.startswith("_")}

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--async-latency-ms", type=float, default=None, help="server latency for item 5 (default 50)")
     parser.add_argument("--async-requests", type=int, default=None, help="requests per round in item 5")
     parser.add_argument("--async-concurrency", type=int, default=None, help="concurrency in item 5")
+    parser.add_argument("--cold-n", type=int, default=None, help="fresh processes per variant in item 6 (default 10)")
     args = parser.parse_args(argv)
 
     wanted = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     names = [n for n in BENCHMARKS if n in wanted]  # always the canonical order
     settings = Settings.quick_settings() if args.quick else Settings()
-    for opt in ("latency_ms", "chunks", "async_latency_ms", "async_requests", "async_concurrency"):
+    for opt in ("latency_ms", "chunks", "async_latency_ms", "async_requests", "async_concurrency", "cold_n"):
         if getattr(args, opt) is not None:
             setattr(settings, opt, getattr(args, opt))
 

@@ -1,21 +1,25 @@
 """The fast path: OpenAI-protocol requests sent with the openai SDK, LiteLLM kept for everything else.
 
 Why it exists: for an ``openai/`` model LiteLLM ends up sending exactly the request the openai SDK sends, but
-adds ~1.2 ms of CPU per streamed chunk (a logging task on a thread pool and a pydantic model per chunk) and
-~4-5 ms per call (parameter mapping, logging objects, cost). Measured in ``bench/README.md``.
+spends 2-3x the SDK's CPU per streamed chunk (a second, LiteLLM-shaped model per chunk, reprs for debug lines
+that are never printed, a logging task per chunk) and ~3x per call (parameter mapping, logging objects, cost).
+Profiles and figures: ``bench/README.md``.
 
-What stays LiteLLM's job, so that callers see the same replies and the same errors on both paths:
+What stays LiteLLM's job, so callers see the same replies and the same errors on both paths:
 
 - routing: only targets whose LiteLLM chat config is the plain OpenAI one (``OpenAIGPTConfig`` or
-  ``OpenAIUnknownModelConfig``: gpt-4o-class models and names a gateway serves) with options that config passes
-  through unchanged qualify; reasoning models (parameter rewriting), other providers, smoke mode
-  (``mock_response``) and processes with LiteLLM callbacks or globals registered stay on ``litellm.completion``;
+  ``OpenAIUnknownModelConfig``: gpt-4o-class models and names a gateway serves), with options that config
+  passes through unchanged, qualify; reasoning models (parameter rewriting), other providers, smoke mode
+  (``mock_response``) and processes with LiteLLM callbacks or request-changing globals stay on LiteLLM;
+- the request and the client: LiteLLM's own helpers build the body and options, and the client comes from
+  LiteLLM's client cache, so the bytes on the wire and the connection pools are LiteLLM's;
 - prices: the provider prices both paths with ``litellm.cost_per_token``;
-- errors: SDK exceptions are wrapped and passed through ``litellm.exception_type`` the way LiteLLM's own
-  OpenAI handler does, so the provider's mapping sees the same LiteLLM exception classes and texts.
+- errors: SDK exceptions are wrapped the way LiteLLM's OpenAI handler wraps them and passed through
+  ``litellm.exception_type``; stream failures follow LiteLLM's stream wrapper rules.
 
 The objects returned are the SDK's ``ChatCompletion`` / ``ChatCompletionChunk``, which have the attributes the
-provider reads from LiteLLM's (``choices[0].message.content``, ``choices[0].delta.content``, ``usage``).
+provider reads from LiteLLM's (``choices[0].message``, ``choices[0].delta``, ``usage``). Some LiteLLM helpers
+used here are private: litellm is pinned, and ``tests/differential`` proves both paths identical.
 
 Switches: ``LiteLLMProvider(fast_path=False)`` per provider, ``THEORY_MODAL_FAST_PATH=0`` per process.
 """
