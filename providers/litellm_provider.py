@@ -4,7 +4,10 @@ What it adds over calling ``litellm.completion`` yourself (see shared/notes/lite
 
 - litellm is imported lazily, once, with its price map forced local (no import-time fetch), offline mode on
   (no Hugging Face tokenizer download stalling the first stream) and its stdout banner suppressed;
-- per-call ``api_key``/``api_base``/``timeout``; LiteLLM globals are never touched per call;
+- per-call ``api_key``/``api_base``; LiteLLM globals are never touched per call;
+- ``timeout`` (the provider's, or a request's ``timeout`` option) is a deadline for the WHOLE call: retries,
+  back-off and a stream to its last chunk (:mod:`providers.deadline`); closing a stream closes its upstream
+  connection at once;
 - the SDK's hidden retries are off (``max_retries=0``) and :mod:`providers.retry` is the only retry loop;
 - a missing key is reported at once, with no network, naming the variable to set;
 - errors mapped to :mod:`providers.errors` with secret-free, actionable messages;
@@ -29,11 +32,13 @@ from providers.errors import (
     InvalidRequestError,
     MissingDependencyError,
     ProviderError,
+    ProviderTimeoutError,
     UnsupportedAttachmentError,
 )
-from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, map_litellm_error
+from providers.deadline import Deadline, check_timeout, scope
+from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, base_url, map_litellm_error
 from providers.request import check_attachments, check_model, check_options, check_prompt
-from providers.retry import RetryPolicy, aretry_call, retry_call
+from providers.retry import RetryPolicy, aretry_call, retry_call, until
 from providers.streams import AsyncChatStream, ChatStream
 from providers.vendors import ollama_base
 from providers.usage import make_usage, to_micro_usd
@@ -72,6 +77,9 @@ def load_litellm():
             litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner on stdout per exception
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
                 logging.getLogger(name).setLevel(logging.WARNING)
+            from providers.deadline_http import install
+
+            install(litellm)  # sync socket waits end by the call's deadline (an empty pool: no connection yet)
             _litellm = litellm
     return _litellm
 
@@ -128,8 +136,7 @@ class LiteLLMProvider:
         smoke: bool = False,
         fast_path: bool = True,
     ) -> None:
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = check_timeout(timeout)
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
         self.model_default = check_model(model_default, "openai/gpt-4o-mini")
@@ -224,7 +231,7 @@ class LiteLLMProvider:
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": self._messages(prompt, atts, system),
-            "timeout": self.timeout,
+            "timeout": options.pop("timeout", None) or self.timeout,  # the deadline; also each read's own bound
             "max_retries": 0,  # the openai SDK would retry 2x inside each of our attempts
             **options,
         }
@@ -280,106 +287,176 @@ class LiteLLMProvider:
             return backend_for(litellm, t.llm_provider, t.bare_model, kwargs) or litellm
         return litellm
 
-    def _classifier(self, t: Target):
-        return lambda exc: map_litellm_error(exc, t, timeout=self.timeout)
+    def _classifier(self, t: Target, kwargs: dict[str, Any]):
+        return lambda exc: map_litellm_error(exc, t, timeout=kwargs["timeout"])
+
+    def _on_deadline(self, t: Target, deadline: Deadline, acc: _StreamAccumulator | None = None):
+        """The error for a call its deadline ended: the deadline, what it covers, and what to do."""
+
+        def error(last: ProviderError, attempts: int) -> ProviderError:
+            plural = "s" if attempts != 1 else ""
+            partial = ""
+            if acc is not None and acc.parts:
+                partial = f" The reply is incomplete: {len(acc.parts)} chunk(s) had been delivered."
+            return ProviderTimeoutError(
+                f"{t.vendor} did not finish within the {deadline.timeout_s:g}s deadline (model {t.model}, "
+                f"{attempts} attempt{plural}); timeout= bounds the whole call: retries, back-off and a stream to "
+                f"its last chunk.{partial} Raise timeout= (or the request's timeout option), or check the server "
+                f"at {base_url(t) or 'its default URL'}.",
+                provider=self.name, model=t.model, attempts=attempts,
+            )
+
+        return error
 
     # ------------------------------------------------------------------ chat
     def chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
         t, kwargs = self._prepare(prompt, model, attachments, options)
+        deadline = Deadline(kwargs["timeout"])
         litellm = self._backend(t, kwargs)
         started = time.perf_counter()
-        resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kwargs)), self._classifier(t), self.retry)
+        resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kwargs)), self._classifier(t, kwargs),
+                          self.retry, deadline=deadline, on_deadline=self._on_deadline(t, deadline))
         return self._reply(t, resp, started)
 
     async def achat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
         t, kwargs = self._prepare(prompt, model, attachments, options)
+        deadline = Deadline(kwargs["timeout"])
         litellm = self._backend(t, kwargs)
         started = time.perf_counter()
 
         async def attempt() -> Any:
             return self._with_choices(t, await litellm.acompletion(**kwargs))
 
-        resp = await aretry_call(attempt, self._classifier(t), self.retry)
+        resp = await aretry_call(attempt, self._classifier(t, kwargs), self.retry,
+                                 deadline=deadline, on_deadline=self._on_deadline(t, deadline))
         return self._reply(t, resp, started)
 
     # ------------------------------------------------------------------ streaming
     def stream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> ChatStream:
+        """The deadline starts now (not at the first ``next``); ``close()`` closes the upstream connection."""
         t, kwargs = self._prepare(prompt, model, attachments, options)  # bad input raises here, not mid-iteration
         kwargs.update(stream=True, stream_options={"include_usage": True})
-        return ChatStream(self._stream(t, kwargs))
+        return ChatStream(self._stream(t, kwargs, Deadline(kwargs["timeout"])))
 
-    def _stream(self, t: Target, kwargs: dict[str, Any]) -> Iterator[str]:
+    def _stream(self, t: Target, kwargs: dict[str, Any], deadline: Deadline) -> Iterator[str]:
         litellm = self._backend(t, kwargs)
-        classify = self._classifier(t)
+        classify = self._classifier(t, kwargs)
         acc = _StreamAccumulator()
         started = time.perf_counter()
+        it: Any = None
 
         def open_until_first_text() -> tuple[Any, list[str]]:
-            # Retried as a whole: nothing has reached the caller yet.
+            # Retried as a whole: nothing has reached the caller yet. A failed attempt's stream is closed here.
             acc.reset()
-            it = iter(litellm.completion(**kwargs))
-            for chunk in it:
-                text = acc.add(chunk)
-                if text:
-                    return it, [text]
-            return it, []
+            stream = litellm.completion(**kwargs)
+            try:
+                for chunk in stream:
+                    text = acc.add(chunk)
+                    if text:
+                        return stream, [text]
+            except BaseException:
+                _close_quietly(stream)
+                raise
+            return stream, []
 
-        it, first = retry_call(open_until_first_text, classify, self.retry)
-        yield from first
-        broken: ProviderError | None = None
         try:
-            for chunk in it:
-                text = acc.add(chunk)
-                if text:
-                    yield text
-        except Exception as exc:  # noqa: BLE001 - after the first chunk: no retry, no silent truncation
-            broken = _broken_off(exc, classify, t, acc)
-        if broken is not None:
-            raise broken  # outside the handler: the upstream exception must not ride along as __context__
-        return self._stream_reply(t, kwargs, acc, started)
+            it, first = retry_call(open_until_first_text, classify, self.retry, deadline=deadline,
+                                   on_deadline=self._on_deadline(t, deadline))
+            yield from first
+            broken: ProviderError | None = None
+            try:
+                while True:
+                    with scope(deadline):  # only around the read: never held across the yield below
+                        chunk = next(it, _END)
+                    if chunk is _END:
+                        break
+                    text = acc.add(chunk)
+                    if text:
+                        yield text
+                    if deadline.expired:  # also bounds a stream whose reads are not clipped (a host's own client)
+                        raise TimeoutError("deadline passed between chunks")
+            except Exception as exc:  # noqa: BLE001 - after the first chunk: no retry, no silent truncation
+                broken = self._broken_off(exc, classify, t, acc, deadline)
+            if broken is not None:
+                raise broken  # outside the handler: the upstream exception must not ride along as __context__
+            return self._stream_reply(t, kwargs, acc, started)
+        finally:  # done, failed, closed (GeneratorExit) or collected: the upstream connection goes now
+            if it is not None:
+                _close_quietly(it)
 
     def astream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> AsyncChatStream:
         t, kwargs = self._prepare(prompt, model, attachments, options)
         kwargs.update(stream=True, stream_options={"include_usage": True})
-        return AsyncChatStream(self._astream(t, kwargs))
+        return AsyncChatStream(self._astream(t, kwargs, Deadline(kwargs["timeout"])))
 
-    async def _astream(self, t: Target, kwargs: dict[str, Any]) -> AsyncIterator[str | LLMReply]:
+    async def _astream(self, t: Target, kwargs: dict[str, Any], deadline: Deadline) -> AsyncIterator[str | LLMReply]:
         litellm = self._backend(t, kwargs)
-        classify = self._classifier(t)
+        classify = self._classifier(t, kwargs)
         acc = _StreamAccumulator()
         started = time.perf_counter()
+        it: Any = None
 
         async def open_until_first_text() -> tuple[Any, list[str]]:
             acc.reset()
-            it = (await litellm.acompletion(**kwargs)).__aiter__()
-            async for chunk in it:
-                text = acc.add(chunk)
-                if text:
-                    return it, [text]
-            return it, []
+            stream = await litellm.acompletion(**kwargs)
+            try:
+                async for chunk in stream:
+                    text = acc.add(chunk)
+                    if text:
+                        return stream, [text]
+            except BaseException:  # failed, timed out or cancelled: this attempt's connection goes now
+                await _aclose_quietly(stream)
+                raise
+            return stream, []
 
-        it, first = await aretry_call(open_until_first_text, classify, self.retry)
-        for text in first:
-            yield text
-        broken: ProviderError | None = None
         try:
-            async for chunk in it:
-                text = acc.add(chunk)
-                if text:
-                    yield text
-        except Exception as exc:  # noqa: BLE001
-            broken = _broken_off(exc, classify, t, acc)
-        if broken is not None:
-            raise broken  # outside the handler, as in _stream
-        yield self._stream_reply(t, kwargs, acc, started)
+            it, first = await aretry_call(open_until_first_text, classify, self.retry, deadline=deadline,
+                                          on_deadline=self._on_deadline(t, deadline))
+            for text in first:
+                yield text
+            broken: ProviderError | None = None
+            try:
+                while True:
+                    async with until(deadline):  # per read: a timeout must never fire while the caller holds a chunk
+                        chunk = await anext(it, _END)
+                    if chunk is _END:
+                        break
+                    text = acc.add(chunk)
+                    if text:
+                        yield text
+            except Exception as exc:  # noqa: BLE001
+                broken = self._broken_off(exc, classify, t, acc, deadline)
+            if broken is not None:
+                raise broken  # outside the handler, as in _stream
+            yield self._stream_reply(t, kwargs, acc, started)
+        finally:  # done, failed, aclose()d or cancelled: close the upstream connection now, not at GC
+            if it is not None:
+                await _aclose_quietly(it)
+
+    def _broken_off(
+        self, exc: BaseException, classify, t: Target, acc: _StreamAccumulator, deadline: Deadline
+    ) -> ProviderError:
+        """A stream that failed after text reached the caller: one attempt, never retried, and a message that
+        says the reply is incomplete (the cause alone, e.g. "unreachable", would hide that part of it was
+        delivered). Past the deadline it is the deadline's :class:`ProviderTimeoutError`."""
+        if deadline.expired:
+            return self._on_deadline(t, deadline, acc)(classify(exc), 1)
+        error = exc if isinstance(exc, ProviderError) else classify(exc)
+        error.attempts = 1
+        error.message = (
+            f"The {t.vendor} stream for {t.model} broke off after {len(acc.parts)} chunk(s); the reply is incomplete "
+            f"and was not retried (part of it had been delivered): call again for a full reply. Cause: {error.message}"
+        )
+        error.args = (error.message,)
+        return error
 
     def _stream_reply(self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float) -> LLMReply:
         latency_ms = int((time.perf_counter() - started) * 1000)
@@ -394,17 +471,22 @@ class LiteLLMProvider:
         return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
 
 
-def _broken_off(exc: BaseException, classify, t: Target, acc: _StreamAccumulator) -> ProviderError:
-    """A stream that failed after text reached the caller: one attempt, never retried, and a message that says
-    the reply is incomplete (the cause alone, e.g. "unreachable", would hide that part of it was delivered)."""
-    error = exc if isinstance(exc, ProviderError) else classify(exc)
-    error.attempts = 1
-    error.message = (
-        f"The {t.vendor} stream for {t.model} broke off after {len(acc.parts)} chunk(s); the reply is incomplete "
-        f"and was not retried (part of it had been delivered): call again for a full reply. Cause: {error.message}"
-    )
-    error.args = (error.message,)
-    return error
+_END = object()
+
+
+def _close_quietly(stream: Any) -> None:
+    """Close an upstream stream (LiteLLM's wrapper closes the HTTP response, so the connection is released)."""
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing is best effort; the stream is being abandoned anyway
+        log.debug("closing an upstream stream failed", exc_info=True)
+
+
+async def _aclose_quietly(stream: Any) -> None:
+    try:
+        await stream.aclose()
+    except Exception:  # noqa: BLE001
+        log.debug("closing an upstream stream failed", exc_info=True)
 
 
 class _StreamAccumulator:

@@ -6,6 +6,8 @@
 - The ``mock_error`` option (e.g. ``mock_error="rate_limited"``) raises that error kind: this is how a failure
   is scripted from the other side of a process boundary (CLI, Modal payload), where no object can be passed.
 - Streaming splits exactly the text ``chat`` returns.
+- ``timeout`` (constructor, or the ``timeout`` option per request) is a deadline like the real providers': a
+  ``latency_ms`` longer than it sleeps until the deadline, then raises :class:`ProviderTimeoutError`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from providers.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from providers.deadline import check_timeout
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.streams import AsyncChatStream, ChatStream
 from providers.usage import make_usage
@@ -72,9 +75,10 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0) -> None:
+    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0, timeout: float | None = None) -> None:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
+        self.timeout = None if timeout is None else check_timeout(timeout)
         self._queue: deque[str | BaseException | type[BaseException]] = deque()
         self._lock = threading.Lock()
         #: The last 1,000 calls' (prompt, model, options, attachment names), for assertions in callers' tests.
@@ -127,30 +131,59 @@ class MockProvider:
         usage = make_usage(tokens_in, _words(text), self.latency_ms, 0)
         return LLMReply(text=text, provider=self.name, model=model, usage=usage)
 
+    # ------------------------------------------------------------------ latency under a deadline
+    def _timeout(self, options: dict[str, Any]) -> float | None:
+        """The request's ``timeout`` option (validated like every option), else the provider's."""
+        return check_options({"timeout": options.pop("timeout", None)}).get("timeout") or self.timeout
+
+    def _delay(self, timeout: float | None) -> tuple[float, ProviderError | None]:
+        """How long to sleep, and the deadline error to raise after it when the latency exceeds the timeout."""
+        delay = self.latency_ms / 1000
+        if timeout is None or delay <= timeout:
+            return delay, None
+        return timeout, ProviderTimeoutError(
+            f"Mock did not finish within the {timeout:g}s deadline (its latency is {delay:g}s): raise timeout= "
+            "(or the request's timeout option), or lower latency_ms.", provider="mock", attempts=1,
+        )
+
+    def _sleep(self, timeout: float | None) -> None:
+        delay, error = self._delay(timeout)
+        if delay:
+            time.sleep(delay)
+        if error is not None:
+            raise error
+
+    async def _asleep(self, timeout: float | None) -> None:
+        delay, error = self._delay(timeout)
+        if delay:
+            await asyncio.sleep(delay)
+        if error is not None:
+            raise error
+
     def chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
+        timeout = self._timeout(options)
         reply = self._reply(prompt, model, attachments, options)
-        if self.latency_ms:
-            time.sleep(self.latency_ms / 1000)
+        self._sleep(timeout)
         return reply
 
     async def achat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
+        timeout = self._timeout(options)
         reply = self._reply(prompt, model, attachments, options)
-        if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
+        await self._asleep(timeout)
         return reply
 
     def stream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> ChatStream:
+        timeout = self._timeout(options)
         reply = self._reply(prompt, model, attachments, options)  # validate eagerly: errors raise at the call
 
         def gen() -> Iterator[str]:
-            if self.latency_ms:
-                time.sleep(self.latency_ms / 1000)
+            self._sleep(timeout)
             yield from _split(reply.text)
             return reply
 
@@ -159,11 +192,11 @@ class MockProvider:
     def astream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> AsyncChatStream:
+        timeout = self._timeout(options)
         reply = self._reply(prompt, model, attachments, options)
 
         async def agen() -> AsyncIterator[str | LLMReply]:
-            if self.latency_ms:
-                await asyncio.sleep(self.latency_ms / 1000)
+            await self._asleep(timeout)
             for chunk in _split(reply.text):
                 yield chunk
             yield reply

@@ -10,6 +10,7 @@ from numbers import Real
 from typing import Any
 
 from providers.attachments import Attachment
+from providers.deadline import check_timeout
 from providers.errors import InvalidRequestError
 
 __all__ = ["OPTION_TYPES", "check_prompt", "check_model", "check_options", "check_attachments"]
@@ -27,6 +28,7 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "frequency_penalty": _NUMBER,
     "response_format": (dict,),
     "system": (str,),
+    "timeout": _NUMBER,  # seconds: a deadline for this whole call (retries, stream), see providers.deadline
 }
 
 
@@ -64,6 +66,11 @@ def check_options(options: dict[str, Any], extra: dict[str, tuple[type, ...]] | 
             raise InvalidRequestError(f"option 'max_tokens' must be positive, got {value}")
         if key == "temperature" and not 0 <= value <= 2:
             raise InvalidRequestError(f"option 'temperature' must be between 0 and 2, got {value}")
+        if key == "timeout":
+            try:
+                check_timeout(value, "option 'timeout'")
+            except ValueError as e:
+                raise InvalidRequestError(str(e)) from None
         if key == "stop" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
             raise InvalidRequestError("option 'stop' must be a string or a list of strings")
     return {k: v for k, v in options.items() if v is not None}

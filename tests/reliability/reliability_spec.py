@@ -68,7 +68,7 @@ class Scenario:
     expect: Expect
     model: str = "openai/gpt-4o-mini"
     script: tuple[str, ...] = ()  # fake-server scenarios queued for the first requests, then "ok"
-    timeout: float | None = None  # per-attempt timeout; None: 5 s direct, the container's default via the adapter
+    timeout: float | None = None  # the call's deadline; None: 5 s direct, the container's default via the adapter
     min_s: float = 0.0  # a lower time bound: proves a Retry-After wait happened
     bound: float = 2.0  # upper time bound (s) for direct calls (fast back-off)
     adapter_bound: float = 4.0  # upper time bound (s) through the local adapter (default back-off)
@@ -120,9 +120,14 @@ SCENARIOS: tuple[Scenario, ...] = (
              model="openai/cut-stream",
              streams=Expect(ProviderUnavailableError, 1, ("broke off after 1 chunk(s)", "not retried",
                                                           "call again for a full reply"), mid_stream=True)),
-    Scenario("hang", "hang past the timeout (0.3 s per attempt)",
-             Expect(ProviderTimeoutError, 3, ("did not answer after 0.3s", "Raise timeout=", "127.0.0.1:")),
-             model="openai/hang-2", timeout=0.3, bound=3.0, adapter_bound=5.0),
+    Scenario("hang", "hang past the deadline (`timeout=0.3`: the whole call)",
+             Expect(ProviderTimeoutError, 1, ("did not finish within the 0.3s deadline", "Raise timeout=",
+                                              "127.0.0.1:")),
+             model="openai/hang-2", timeout=0.3, bound=1.5, adapter_bound=3.0),
+    Scenario("drip", "one byte every 0.5 s, forever (`timeout=1`; no read ever waits 1 s)",
+             Expect(ProviderTimeoutError, 1, ("did not finish within the 1s deadline", "bounds the whole call",
+                                              "Raise timeout=")),
+             model="openai/drip", timeout=1.0, bound=2.0, adapter_bound=3.0),
     Scenario("malformed-json", "malformed JSON (SSE: a broken event)",
              Expect(**_UNAVAILABLE3, says=("failed on its side", "Expecting value", "Try again later")),
              model="openai/malformed-json"),
@@ -234,8 +239,9 @@ def render(report: Report) -> str:
         "`get_llm_provider(\"litellm\", api_base=..., api_key=..., retry=RetryPolicy(3 attempts, 10-50 ms back-off))`.",
         "The local adapter runs `llm/litellm@1` in live mode through the Modal function objects' `.local()`,",
         "configured from the environment as a container is (`OPENAI_API_KEY`, `OPENAI_API_BASE`, `LLM_API_BASE`),",
-        "with the container's default retry policy (3 attempts, 0.5 s base back-off); for the hang row its",
-        "provider gets a 0.3 s timeout, since live mode has no timeout setting (the default is 60 s).",
+        "with the container's default retry policy (3 attempts, 0.5 s base back-off); for the hang and drip rows",
+        "its provider gets that row's `timeout` (the container's default is 60 s). `timeout` is a deadline for",
+        "the whole call: retries, back-off and a stream to its last chunk, however the server paces its bytes.",
         "",
         "Each cell asserts: the reply text, or the exact error class with a message naming what happened and",
         "what to do; the attempts (`err.attempts`, and the fake server's hit count); for a stream that fails",

@@ -39,7 +39,14 @@ family: OpenAI ``{"error": {"message", "type", "param", "code"}}``, Ollama ``{"e
     no-choices           200 valid JSON with ``"choices": []`` (Ollama: no ``message`` / ``response``)
     slow-stream          the response bytes (HTTP framing included) go 32 at a time, 2 ms apart; still valid
     trickle              the response bytes go 8 at a time, 5 ms apart (~1 s per OpenAI stream); still valid
+    drip, drip-<secs>    headers at once, then the body ONE byte every <secs> (default 0.5): a per-read
+                         timeout never fires, and a reply takes minutes (what a deadline must cut)
+    endless[-<secs>]     streams: the first content event at once, then another every <secs> (default 0.5),
+                         forever, never a finish; non-streaming: same as drip
     ===================  ========================================================================
+
+A client that goes away mid-answer is recorded: ``disconnects`` lists each (scenario, path) whose write failed,
+and ``wait_for_disconnects(n, timeout)`` waits for them, so tests can prove a closed stream released its upstream.
 
 ``latency`` is slept before each chat/generate answer; ``chunk_delay`` between stream events. Server threads
 are daemons named ``fake-llm-<port>-*``; ``stop()`` wakes every sleep, closes every connection and joins them.
@@ -71,6 +78,7 @@ _SIMPLE = {"ok", "ctx-overflow", "missing", "reset", "cut-stream", "malformed-js
            "slow-stream", "trickle"}
 _ERROR_RE = re.compile(r"error-([45]\d\d)(?:-(noretry)|-ra(\d+))?")
 _HANG_RE = re.compile(r"hang(?:-(\d+(?:\.\d+)?))?")
+_DRIP_RE = re.compile(r"(drip|endless)(?:-(\d+(?:\.\d+)?))?")
 _PACING = {"slow-stream": (32, 0.002), "trickle": (8, 0.005)}  # (bytes per write, pause after each)
 _OPENAI_CHAT = ("/v1/chat/completions", "/chat/completions")
 _CTX_MESSAGE = ("This model's maximum context length is 128000 tokens. However, your messages resulted in "
@@ -98,6 +106,8 @@ def parse_scenario(name: str | None) -> Scenario | None:
         return Scenario(name, "error", status, retry)
     if m := _HANG_RE.fullmatch(name):
         return Scenario(name, "hang", seconds=float(m.group(1) or 30))
+    if (m := _DRIP_RE.fullmatch(name)) and float(m.group(2) or 0.5) > 0:
+        return Scenario(name, m.group(1), seconds=float(m.group(2) or 0.5))
     return None
 
 
@@ -210,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.pace: tuple[int, float] | None = None
+        self.scenario: str | None = None  # for the disconnect record (a keep-alive handler serves many requests)
+        self.endless = 0.0
         url = urlsplit(self.path)
         raw = self._read_body()
         try:
@@ -223,6 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._route(url.path, {k.lower(): v for k, v in self.headers.items()}, body)
         except OSError:  # the client went away, or stop() shut the connection down
             self.close_connection = True
+            self.server.owner._disconnected(url.path, self.scenario)
 
     def _write(self, data: bytes) -> None:
         if self.pace is None:
@@ -246,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         self._send(status, _dumps(obj), headers=headers)
 
-    def _stream(self, events: list[bytes], ctype: str, cut: bool = False) -> None:
+    def _stream(self, events: Iterable[bytes], ctype: str, cut: bool = False, pause: float = 0.0) -> None:
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Cache-Control", "no-cache")
@@ -257,8 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
             if cut and i == 2:
                 self.close_connection = True  # no terminating chunk: the body is incomplete
                 return
-            if i and owner.chunk_delay:
-                owner._sleep(owner.chunk_delay)
+            if i and (pause or owner.chunk_delay):
+                owner._sleep(pause or owner.chunk_delay)
             self._write(b"%X\r\n%s\r\n" % (len(event), event))
         self._write(b"0\r\n\r\n")
 
@@ -311,6 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         openai = path in _OPENAI_CHAT
         stream = bool(body.get("stream")) if openai else body.get("stream", True) is not False
         kind = scenario.kind if scenario else "ok"
+        self.scenario = scenario.name if scenario else None
         if kind == "hang":
             owner._sleep(scenario.seconds)  # type: ignore[union-attr]
         elif kind == "error":
@@ -328,6 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.pace = _PACING.get(kind)
+        if kind == "drip" or (kind == "endless" and not stream):
+            self.pace = (1, scenario.seconds)  # type: ignore[union-attr]
+        self.endless = scenario.seconds if kind == "endless" and stream else 0.0  # type: ignore[union-attr]
 
         if path == "/api/generate":
             prompt = str(body.get("prompt") or "")
@@ -391,6 +408,10 @@ class _Handler(BaseHTTPRequestHandler):
             events = [b'data: {"id": "' + cid.encode() + b'", "choices": [{"delta": \n\n']
         elif kind == "no-choices":
             events = [chunk([], **({"usage": usage_obj} if include_usage else {}))]
+        elif self.endless:
+            first = [delta({"role": "assistant", "content": ""}), delta({"content": _split(text, None)[0]})]
+            return self._stream(itertools.chain(first, (delta({"content": " more"}) for _ in itertools.count())),
+                                "text/event-stream; charset=utf-8", pause=self.endless)
         else:
             events = [delta({"role": "assistant", "content": ""})]
             events += [delta({"content": piece}) for piece in _split(text, owner.chunks)]
@@ -428,6 +449,10 @@ class _Handler(BaseHTTPRequestHandler):
             events = [b'{"model": "' + model.encode() + b'", "message": {"content": \n']
         elif kind == "no-choices":
             events = [_dumps(obj("", True)) + b"\n"]
+        elif self.endless:
+            pieces = itertools.chain(_split(text, None)[:1], itertools.repeat(" more"))
+            return self._stream((_dumps(obj(p, False)) + b"\n" for p in pieces), "application/x-ndjson",
+                                pause=self.endless)
         else:
             events = [_dumps(obj(p, False)) + b"\n" for p in _split(text, owner.chunks)]
             events.append(_dumps(obj("", True)) + b"\n")
@@ -491,6 +516,8 @@ class FakeLLMServer:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._script: deque[str] = deque()
+        self._disconnects: list[dict[str, Any]] = []
+        self._disconnect_cv = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -564,6 +591,35 @@ class FakeLLMServer:
         with self._lock:
             self._requests.clear()
             self._script.clear()
+            self._disconnects.clear()
+
+    @property
+    def disconnects(self) -> list[dict[str, Any]]:
+        """Answers the client abandoned: ``{"path", "scenario", "at"}`` (``at``: ``time.monotonic()`` when the
+        server's write failed), in order."""
+        with self._lock:
+            return list(self._disconnects)
+
+    def wait_for_disconnects(self, n: int, timeout: float) -> bool:
+        """Wait until at least ``n`` answers were abandoned by their client; False if ``timeout`` passed first."""
+        with self._disconnect_cv:
+            return self._disconnect_cv.wait_for(lambda: len(self._disconnects) >= n, timeout)
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server holds open right now (idle keep-alive ones included)."""
+        httpd = self._httpd
+        if httpd is None:
+            return 0
+        with httpd.lock:
+            return len(httpd.conns)
+
+    def _disconnected(self, path: str, scenario: str | None) -> None:
+        if self._stopping.is_set():
+            return  # stop() cut it, not the client
+        with self._disconnect_cv:
+            self._disconnects.append({"path": path, "scenario": scenario, "at": time.monotonic()})
+            self._disconnect_cv.notify_all()
 
     def script(self, *scenarios: str) -> None:
         """Queue scenario names; each chat/generate request without an ``x-fake-scenario`` header takes one."""
