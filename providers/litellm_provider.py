@@ -300,9 +300,9 @@ class LiteLLMProvider:
                 partial = f" The reply is incomplete: {len(acc.parts)} chunk(s) had been delivered."
             return ProviderTimeoutError(
                 f"{t.vendor} did not finish within the {deadline.timeout_s:g}s deadline (model {t.model}, "
-                f"{attempts} attempt{plural}); timeout= bounds the whole call: retries, back-off and a stream to "
-                f"its last chunk.{partial} Raise timeout= (or the request's timeout option), or check the server "
-                f"at {base_url(t) or 'its default URL'}.",
+                f"{attempts} attempt{plural}; timeout= covers the whole call, retries and stream included).{partial} "
+                f"Raise timeout= (or the request's timeout option), or check the server at "
+                f"{base_url(t) or 'its default URL'}.",
                 provider=self.name, model=t.model, attempts=attempts,
             )
 

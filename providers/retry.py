@@ -92,8 +92,8 @@ def deadline_error(error: ProviderError, attempts: int, deadline: Deadline) -> P
     plural = "s" if attempts != 1 else ""
     return ProviderTimeoutError(
         f"The call did not finish within its {deadline.timeout_s:g}s deadline ({attempts} attempt{plural}; "
-        f"timeout= bounds the whole call: retries, back-off and a stream to its last chunk). Last error: "
-        f"{error.message} Raise timeout= (or the request's timeout option) if the model needs longer.",
+        f"timeout= covers the whole call, retries and stream included). Last error: {error.message} "
+        "Raise timeout= (or the request's timeout option) if the model needs longer.",
         provider=error.provider, model=error.model, attempts=attempts,
     )
 

@@ -87,7 +87,7 @@ def test_a_trickling_upstream_ends_in_timeout_error_by_the_deadline(warm, fake_l
     elapsed = time.monotonic() - t0
     assert 0.95 <= elapsed <= 1 + MARGIN, f"{elapsed:.2f}s"
     message = str(info.value)
-    assert "within the 1s deadline" in message and "bounds the whole call" in message
+    assert "within the 1s deadline" in message and "covers the whole call" in message
     assert "Raise timeout=" in message and "127.0.0.1:" in message
     assert info.value.attempts == 1 and info.value.to_dict()["kind"] == "timeout"
     assert fake_llm.hits(OLLAMA_CHAT if model.startswith("ollama") else CHAT) == 1

@@ -125,7 +125,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                                               "127.0.0.1:")),
              model="openai/hang-2", timeout=0.3, bound=1.5, adapter_bound=3.0),
     Scenario("drip", "one byte every 0.5 s, forever (`timeout=1`; no read ever waits 1 s)",
-             Expect(ProviderTimeoutError, 1, ("did not finish within the 1s deadline", "bounds the whole call",
+             Expect(ProviderTimeoutError, 1, ("did not finish within the 1s deadline", "covers the whole call",
                                               "Raise timeout=")),
              model="openai/drip", timeout=1.0, bound=2.0, adapter_bound=3.0),
     Scenario("malformed-json", "malformed JSON (SSE: a broken event)",
