@@ -24,9 +24,9 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-__all__ = ["Deadline", "MAX_TIMEOUT_S", "check_timeout", "current", "scope"]
+__all__ = ["Deadline", "MAX_TIMEOUT_S", "check_timeout", "current", "enter", "leave", "scope"]
 
 #: Upper bound of any ``timeout``: one hour. A longer call is almost surely a mistake (and outlives every
 #: serverless function limit it would run under).
@@ -82,6 +82,15 @@ class Deadline:
 def current() -> Deadline | None:
     """The deadline of the call running in this context, if any."""
     return _current.get()
+
+
+def enter(deadline: Deadline) -> Token:
+    """Make ``deadline`` current until :func:`leave` (the cheap form of :func:`scope`, for per-chunk loops)."""
+    return _current.set(deadline)
+
+
+def leave(token: Token) -> None:
+    _current.reset(token)
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from providers.errors import (
     ProviderTimeoutError,
     UnsupportedAttachmentError,
 )
-from providers.deadline import Deadline, check_timeout, scope
+from providers.deadline import Deadline, check_timeout, enter, leave
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, base_url, map_litellm_error
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call, until
@@ -372,8 +372,11 @@ class LiteLLMProvider:
             broken: ProviderError | None = None
             try:
                 while True:
-                    with scope(deadline):  # only around the read: never held across the yield below
+                    token = enter(deadline)  # only around the read: never held across the yield below
+                    try:
                         chunk = next(it, _END)
+                    finally:
+                        leave(token)
                     if chunk is _END:
                         break
                     text = acc.add(chunk)

@@ -211,3 +211,28 @@ def test_a_call_through_litellm_ends_by_its_deadline_within_max_attempts(warm, t
     else:
         assert outcome == "echo: hi there"
         assert pace == "ok" or faults and "ok" in faults
+
+
+# ------------------------------------------------------------------ the option's input surface
+@settings(max_examples=300, deadline=None)
+@given(value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**6, 10**6))
+def test_a_timeout_is_accepted_exactly_when_finite_positive_and_at_most_an_hour(value):
+    from providers.deadline import MAX_TIMEOUT_S
+    from providers.request import check_options
+
+    valid = value == value and abs(value) != float("inf") and 0 < value <= MAX_TIMEOUT_S
+    try:
+        out = check_options({"timeout": value})
+    except InvalidRequestError as exc:
+        assert not valid and "option 'timeout'" in str(exc) and "deadline" in str(exc)
+    else:
+        assert valid and out == {"timeout": value}
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.text(max_size=5) | st.booleans() | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+def test_a_timeout_that_is_not_a_number_is_refused_naming_the_option(value):
+    from providers.request import check_options
+
+    with pytest.raises(InvalidRequestError, match="option 'timeout'"):
+        check_options({"timeout": value})

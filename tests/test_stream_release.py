@@ -39,10 +39,9 @@ def warm(_fake_llm_server):
     asyncio.run(consume())
 
 
-def assert_released(fake_llm, closed_at: float, scenario: str, n: int = 1) -> None:
-    assert fake_llm.wait_for_disconnects(n, 10), f"the server never saw the client go: {fake_llm.disconnects}"
-    d = fake_llm.disconnects[n - 1]
-    assert d["scenario"] == scenario
+def assert_released(fake_llm, closed_at: float, scenario: str) -> None:
+    assert fake_llm.wait_for_disconnects(1, 10, scenario), f"the server never saw the client go: {fake_llm.disconnects}"
+    d = next(d for d in fake_llm.disconnects if d["scenario"] == scenario)
     assert d["at"] - closed_at <= NOTICE_S, f"the upstream was released {d['at'] - closed_at:.2f}s after close"
 
 
@@ -104,7 +103,7 @@ def test_closing_or_cancelling_an_async_stream_closes_its_upstream_connection_at
                 await task
         closed_at = time.monotonic()
         # Wait off the loop: the release must not depend on the loop doing anything more for this stream.
-        released = await asyncio.to_thread(fake_llm.wait_for_disconnects, 1, 10)
+        released = await asyncio.to_thread(fake_llm.wait_for_disconnects, 1, 10, model.split("/")[1])
         return stream, chunks, closed_at, released
 
     stream, chunks, closed_at, released = asyncio.run(main())
@@ -137,12 +136,12 @@ def test_closed_streams_leave_no_sockets_fds_or_threads_behind(warm, fake_llm):
             asyncio.run(early_aclose())
 
     cycle()  # warm: executor threads, client caches, the first connections
-    assert fake_llm.wait_for_disconnects(4, 10)
+    assert fake_llm.wait_for_disconnects(4, 10, "endless-0.1")
     fake_llm.reset()
     fds, threads, conns = _fds(), threading.active_count(), fake_llm.open_connections
     for _ in range(5):
         cycle()
-    assert fake_llm.wait_for_disconnects(20, 10), len(fake_llm.disconnects)
+    assert fake_llm.wait_for_disconnects(20, 10, "endless-0.1"), fake_llm.disconnects
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (
         _fds() > fds or threading.active_count() > threads or fake_llm.open_connections > conns

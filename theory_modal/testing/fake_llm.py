@@ -600,10 +600,14 @@ class FakeLLMServer:
         with self._lock:
             return list(self._disconnects)
 
-    def wait_for_disconnects(self, n: int, timeout: float) -> bool:
-        """Wait until at least ``n`` answers were abandoned by their client; False if ``timeout`` passed first."""
+    def wait_for_disconnects(self, n: int, timeout: float, scenario: str | None = None) -> bool:
+        """Wait until at least ``n`` answers (of ``scenario``, if given) were abandoned by their client; False if
+        ``timeout`` passed first. (A handler still sleeping for an earlier test's client records late.)"""
+        def enough() -> bool:
+            return sum(1 for d in self._disconnects if scenario in (None, d["scenario"])) >= n
+
         with self._disconnect_cv:
-            return self._disconnect_cv.wait_for(lambda: len(self._disconnects) >= n, timeout)
+            return self._disconnect_cv.wait_for(enough, timeout)
 
     @property
     def open_connections(self) -> int:
