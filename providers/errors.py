@@ -96,7 +96,8 @@ class RateLimitError(ProviderError):
 
 
 class ProviderTimeoutError(ProviderError):
-    """The provider did not answer within ``timeout`` (per attempt), after our retries."""
+    """The call did not finish within its ``timeout`` (a deadline for the whole call: retries, back-off, a
+    stream to its last chunk), or the provider itself timed out (408/504) on every attempt."""
 
     retryable = True
     kind = "timeout"

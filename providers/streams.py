@@ -65,7 +65,8 @@ class ChatStream(_StreamState):
         return chunk
 
     def close(self) -> None:
-        """Stop early; releases the underlying connection."""
+        """Stop early: the upstream HTTP connection is closed now, not at garbage collection (leaving a ``with``
+        block does the same). Call it from the thread that iterates the stream."""
         self._gen.close()  # type: ignore[attr-defined]
 
     def __enter__(self) -> ChatStream:
@@ -97,6 +98,8 @@ class AsyncChatStream(_StreamState):
         return item
 
     async def aclose(self) -> None:
+        """Stop early: the upstream HTTP connection is closed now (leaving ``async with`` does the same, and so
+        does cancelling the task while it awaits the next chunk)."""
         await self._agen.aclose()  # type: ignore[attr-defined]
 
     async def __aenter__(self) -> AsyncChatStream:
