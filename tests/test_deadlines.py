@@ -62,8 +62,11 @@ def run(llm, call: str, prompt: str = "hi there", **options) -> tuple[list[str],
 def warm(_fake_llm_server):
     """LiteLLM's one-off import and first-call costs are paid before any deadline's clock starts."""
     llm = get_llm_provider("litellm", api_base=_fake_llm_server.openai_base, api_key="sk-warm-000000", timeout=10)
+    ollama = get_llm_provider("litellm", model_default="ollama_chat/qwen2.5:0.5b",
+                              api_base=_fake_llm_server.ollama_base, timeout=10)
     for call in CALLS:
         run(llm, call)
+        run(ollama, call)
     return llm
 
 
@@ -93,6 +96,19 @@ def test_a_trickling_upstream_ends_in_timeout_error_by_the_deadline(warm, fake_l
     assert fake_llm.hits(OLLAMA_CHAT if model.startswith("ollama") else CHAT) == 1
     if model.endswith("endless") and call in ("stream_chat", "astream_chat"):
         assert "The reply is incomplete" in message  # text had reached the caller: the message says so
+
+
+@pytest.mark.parametrize("call", CALLS)
+@pytest.mark.parametrize("model", ["openai/drip", "openai/endless"])
+def test_a_trickling_upstream_ends_by_the_deadline_on_litellms_own_openai_route_too(warm, fake_llm, model, call):
+    """The same through ``litellm.completion`` (``fast_path=False``: LiteLLM's OpenAI client, whose httpx client
+    is the one :func:`providers.deadline_http.install` gave it)."""
+    llm = provider(fake_llm, model, timeout=1, fast_path=False)
+    t0 = time.monotonic()
+    with pytest.raises(ProviderTimeoutError, match="within the 1s deadline"):
+        run(llm, call)
+    assert 0.95 <= time.monotonic() - t0 <= 1 + MARGIN
+    assert fake_llm.hits(CHAT) == 1
 
 
 @pytest.mark.parametrize("call", CALLS)

@@ -17,26 +17,34 @@ import pytest
 from providers import RetryPolicy, get_llm_provider
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05)
-MODELS = ("openai/endless-0.1", "ollama_chat/endless-0.1")
+MODELS = ("openai/endless-0.1", "ollama_chat/endless-0.1", "openai/endless-0.1+litellm")
 #: The server notices at its next write (one every 0.1 s); the rest is scheduling on a loaded machine.
 NOTICE_S = 2.0
 
 
 def provider(fake_llm, model: str):
+    """``+litellm``: through ``litellm.completion`` (not the openai-SDK fast path)."""
     base = fake_llm.ollama_base if model.startswith("ollama") else fake_llm.openai_base
+    model, _, route = model.partition("+")
     return get_llm_provider("litellm", model_default=model, api_base=base, api_key="sk-test-key-123456",
-                            retry=FAST, timeout=60)
+                            retry=FAST, timeout=60, fast_path=route != "litellm")
+
+
+def scenario(model: str) -> str:
+    return model.partition("+")[0].split("/")[1]
 
 
 @pytest.fixture(scope="module")
 def warm(_fake_llm_server):
-    llm = get_llm_provider("litellm", api_base=_fake_llm_server.openai_base, api_key="sk-warm-000000", timeout=10)
-    "".join(llm.stream_chat("warm up"))
+    for llm in (get_llm_provider("litellm", api_base=_fake_llm_server.openai_base, api_key="sk-warm-000000"),
+                get_llm_provider("litellm", model_default="ollama_chat/qwen2.5:0.5b",
+                                 api_base=_fake_llm_server.ollama_base)):
+        "".join(llm.stream_chat("warm up"))
 
-    async def consume():
-        return [c async for c in llm.astream_chat("warm up")]
+        async def consume():
+            return [c async for c in llm.astream_chat("warm up")]
 
-    asyncio.run(consume())
+        asyncio.run(consume())
 
 
 def assert_released(fake_llm, closed_at: float, scenario: str) -> None:
@@ -64,7 +72,7 @@ def test_closing_a_sync_stream_closes_its_upstream_connection_at_once(warm, fake
         stream.close()
     closed_at = time.monotonic()
     assert chunks == ["echo:", " more"]
-    assert_released(fake_llm, closed_at, model.split("/")[1])
+    assert_released(fake_llm, closed_at, scenario(model))
     assert not stream.done  # still referenced: the close did it, not the garbage collector
 
 
@@ -103,13 +111,13 @@ def test_closing_or_cancelling_an_async_stream_closes_its_upstream_connection_at
                 await task
         closed_at = time.monotonic()
         # Wait off the loop: the release must not depend on the loop doing anything more for this stream.
-        released = await asyncio.to_thread(fake_llm.wait_for_disconnects, 1, 10, model.split("/")[1])
+        released = await asyncio.to_thread(fake_llm.wait_for_disconnects, 1, 10, scenario(model))
         return stream, chunks, closed_at, released
 
     stream, chunks, closed_at, released = asyncio.run(main())
     assert released
     assert chunks == ([] if how.endswith("first chunk") else ["echo:", " more"])
-    assert_released(fake_llm, closed_at, model.split("/")[1])
+    assert_released(fake_llm, closed_at, scenario(model))
     assert not stream.done
 
 
@@ -118,7 +126,7 @@ def _fds() -> int:
 
 
 def test_closed_streams_leave_no_sockets_fds_or_threads_behind(warm, fake_llm):
-    """Twenty early-closed streams (sync and async, OpenAI and Ollama): the server saw every client go, and
+    """Thirty early-closed streams (sync and async; OpenAI on both routes, Ollama): the server saw every client go, and
     this process's fds, threads and the server's open connections are back where they started."""
     llms = [provider(fake_llm, m) for m in MODELS]
 
@@ -136,12 +144,12 @@ def test_closed_streams_leave_no_sockets_fds_or_threads_behind(warm, fake_llm):
             asyncio.run(early_aclose())
 
     cycle()  # warm: executor threads, client caches, the first connections
-    assert fake_llm.wait_for_disconnects(4, 10, "endless-0.1")
+    assert fake_llm.wait_for_disconnects(2 * len(llms), 10, "endless-0.1")
     fake_llm.reset()
     fds, threads, conns = _fds(), threading.active_count(), fake_llm.open_connections
     for _ in range(5):
         cycle()
-    assert fake_llm.wait_for_disconnects(20, 10, "endless-0.1"), fake_llm.disconnects
+    assert fake_llm.wait_for_disconnects(5 * 2 * len(llms), 10, "endless-0.1"), fake_llm.disconnects
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (
         _fds() > fds or threading.active_count() > threads or fake_llm.open_connections > conns
