@@ -11,6 +11,10 @@ Without a current deadline (any other caller in the process) it behaves exactly 
 (the httpx client of every OpenAI-SDK-based provider) and ``litellm.sync_transport`` (LiteLLM's own HTTP
 handler: Ollama, Anthropic, ...). Both are set once, when litellm is first loaded, and only when the host has
 not set its own; async calls do not need it (``asyncio.timeout`` cancels the read).
+
+Not covered (sync only; each read is still bounded by the timeout, and streams are checked between chunks):
+a host that sets its own ``litellm.client_session``/``sync_transport`` (logged once), ``litellm.force_ipv4``,
+and requests routed through an ``HTTP(S)_PROXY`` from the environment (httpx mounts its own transport there).
 """
 
 from __future__ import annotations
