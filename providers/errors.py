@@ -21,6 +21,7 @@ __all__ = [
     "UnsupportedAttachmentError",
     "UnknownProviderError",
     "MissingDependencyError",
+    "OutputValidationError",
     "redact",
 ]
 
@@ -137,6 +138,26 @@ class MissingDependencyError(ProviderError):
     kind = "missing_dependency"
 
 
+class OutputValidationError(ProviderError):
+    """The model's reply (its JSON or a tool call's arguments) did not validate against the schema, after the
+    re-asks ``output_retries`` allowed. ``raw_text`` is the last raw reply; ``usage`` sums every attempt.
+    Not retried: the same request would most likely fail the same way."""
+
+    kind = "output_invalid"
+
+    def __init__(self, message: str, *, raw_text: str = "", usage: dict | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+        self.usage = usage
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["raw_text"] = self.raw_text
+        if self.usage is not None:
+            out["usage"] = dict(self.usage)
+        return out
+
+
 ERROR_CLASSES: dict[str, type[ProviderError]] = {
     cls.__name__: cls
     for cls in (
@@ -151,6 +172,7 @@ ERROR_CLASSES: dict[str, type[ProviderError]] = {
         UnsupportedAttachmentError,
         UnknownProviderError,
         MissingDependencyError,
+        OutputValidationError,
     )
 }
 
@@ -161,6 +183,8 @@ def error_from_dict(data: dict) -> ProviderError:
     kwargs = {k: data[k] for k in ("provider", "model", "status_code", "attempts") if k in data}
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
+    if cls is OutputValidationError:
+        kwargs.update(raw_text=str(data.get("raw_text") or ""), usage=data.get("usage"))
     return cls(str(data.get("message", "")), **kwargs)
 
 

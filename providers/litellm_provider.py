@@ -13,11 +13,16 @@ What it adds over calling ``litellm.completion`` yourself (see shared/notes/lite
 - errors mapped to :mod:`providers.errors` with secret-free, actionable messages;
 - usage from the provider's own counts (streams ask for ``include_usage``); cost from LiteLLM's price map in
   integer micro-USD, 0 for local models, ``None`` when the model has no price;
-- smoke mode: LiteLLM's own ``mock_response`` path, deterministic, no key and no network.
+- smoke mode: LiteLLM's own ``mock_response`` path, deterministic, no key and no network;
+- conversations, structured output and tool calls: ``output_schema`` goes out as ``response_format``
+  (``json_schema``, strict where LiteLLM says the model supports it and the schema allows it; JSON mode plus the
+  schema in the instructions otherwise), tools as OpenAI tools; replies are validated and re-asked in
+  :mod:`providers.structured`, streamed tool-call deltas are assembled.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -26,6 +31,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from providers.attachments import Attachment
+from providers.base import ChatRequest, build_request, openai_messages, openai_tool_choice, openai_tools
 from providers.contract import LLMReply
 from providers.errors import (
     CredentialsError,
@@ -40,6 +46,7 @@ from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, 
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call, until
 from providers.streams import AsyncChatStream, ChatStream
+from providers.structured import Turn, acomplete, complete, finish_stream
 from providers.vendors import ollama_base
 from providers.usage import make_usage, to_micro_usd
 
@@ -49,6 +56,8 @@ log = logging.getLogger("providers.litellm")
 
 DEFAULT_OLLAMA_BASE = "http://localhost:11434"
 DEFAULT_TIMEOUT_S = 60.0
+#: How ``output_schema`` is sent: ``auto`` asks LiteLLM whether the model takes a JSON Schema natively.
+STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object")
 
 _litellm = None
 _load_lock = threading.Lock()
@@ -135,6 +144,7 @@ class LiteLLMProvider:
         retry: RetryPolicy | None = None,
         smoke: bool = False,
         fast_path: bool = True,
+        structured_output: str = "auto",
     ) -> None:
         timeout = check_timeout(timeout)
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -145,6 +155,9 @@ class LiteLLMProvider:
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
         self.smoke = bool(smoke)
+        if structured_output not in STRUCTURED_OUTPUT_MODES:
+            raise ValueError(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, got {structured_output!r}")
+        self.structured_output = structured_output
         self.fast_path = bool(fast_path)  # False: every call through litellm.completion (providers.openai_fast)
 
     def __repr__(self) -> str:
@@ -196,19 +209,62 @@ class LiteLLMProvider:
                 provider=self.name, model=t.model,
             )
 
-    def _messages(self, prompt: str, attachments: tuple[Attachment, ...], system: str | None) -> list[dict]:
-        messages: list[dict] = [{"role": "system", "content": system}] if system else []
-        if not attachments:
-            messages.append({"role": "user", "content": prompt})
-            return messages
-        parts: list[dict] = [{"type": "text", "text": prompt}]
-        for a in attachments:
+    def _user_content(self, req: ChatRequest) -> Any:
+        if not req.attachments:
+            return req.prompt
+        parts: list[dict] = [{"type": "text", "text": req.prompt}]
+        for a in req.attachments:
             if a.is_image:
                 parts.append({"type": "image_url", "image_url": {"url": a.data_url()}})
             else:
                 parts.append({"type": "text", "text": f"[attachment {a.name}]\n{a.text}"})
-        messages.append({"role": "user", "content": parts})
-        return messages
+        return parts
+
+    def _native_schema(self, t: Target) -> bool:
+        """Whether to send the schema as ``response_format`` ``json_schema`` (else JSON mode + instructions).
+        Ollama takes a schema as its ``format`` (LiteLLM translates it) though LiteLLM's map does not say so."""
+        if self.structured_output != "auto":
+            return self.structured_output == "json_schema"
+        if t.llm_provider in OLLAMA_PROVIDERS:
+            return True
+        try:
+            return bool(load_litellm().supports_response_schema(model=t.bare_model, custom_llm_provider=t.llm_provider or None))
+        except Exception:  # noqa: BLE001 - unknown model: JSON mode is the safe choice
+            return False
+
+    def _structure(self, t: Target, req: ChatRequest) -> tuple[dict[str, Any], str | None]:
+        """The request fields for ``output_schema`` and ``tools``, and the system text (schema instructions are
+        added to it in JSON mode)."""
+        fields: dict[str, Any] = {}
+        system = req.system
+        if req.output is not None:
+            schema = req.output.json_schema
+            if self._native_schema(t):
+                spec: dict[str, Any] = {"name": req.output.name, "schema": schema}
+                if self.structured_output == "auto" and _strict_ok(schema):
+                    spec["strict"] = True
+                fields["response_format"] = {"type": "json_schema", "json_schema": spec}
+            else:
+                fields["response_format"] = {"type": "json_object"}
+                instructions = (
+                    "Reply with only a JSON value, no prose and no code fence, that validates against this JSON "
+                    f"Schema:\n{json.dumps(schema, separators=(',', ':'))}"
+                )
+                system = f"{system}\n\n{instructions}" if system else instructions
+        if req.tools:
+            tools, choice = openai_tools(req), openai_tool_choice(req)
+            if t.llm_provider in OLLAMA_PROVIDERS and choice is not None:
+                # Ollama has no tool_choice (LiteLLM drops it): offer only the named tool, or none at all.
+                if isinstance(choice, dict):
+                    tools = [x for x in tools if x["function"]["name"] == choice["function"]["name"]]
+                elif choice == "none":
+                    tools = []
+                choice = None
+            if tools:
+                fields["tools"] = tools
+            if choice is not None:
+                fields["tool_choice"] = choice
+        return fields, system
 
     def _smoke_text(self, model: str, prompt: str, attachments: tuple[Attachment, ...]) -> str:
         text = f"smoke reply from {model}: {prompt}"
@@ -216,32 +272,65 @@ class LiteLLMProvider:
             text += " [attachments: " + "; ".join(f"{a.name} {a.mime} sha256:{a.sha256[:12]}" for a in attachments) + "]"
         return text
 
+    def _smoke_response(self, req: ChatRequest, extra: list[dict[str, Any]]) -> Any:
+        """What LiteLLM's ``mock_response`` should answer: data that validates, a valid tool call (generated
+        from the schemas, as the mock provider does), or the smoke text."""
+        from providers.mock import generated_turn
+
+        text, calls = generated_turn(req, extra) if (req.output is not None or req.tools) else ("", [])
+        if not calls:
+            return text if req.output is not None else self._smoke_text(req.model, req.prompt, req.attachments)
+        message = {
+            "role": "assistant", "content": text or None,
+            "tool_calls": [{"id": c["id"], "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls],
+        }
+        return load_litellm().ModelResponse(
+            model=req.model, choices=[{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            usage={"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+        )
+
     def _prepare(
-        self, prompt: object, model: str | None, attachments: Sequence[Attachment] | None, options: dict[str, Any]
-    ) -> tuple[Target, dict[str, Any]]:
-        prompt = check_prompt(prompt)
-        model = check_model(model, self.model_default)
-        atts = check_attachments(attachments)
-        options = check_options(options)
-        t = self._target(model)
+        self,
+        prompt: object,
+        model: str | None,
+        attachments: Sequence[Attachment] | None,
+        structure: dict[str, Any],
+        options: dict[str, Any],
+    ) -> tuple[Target, dict[str, Any], ChatRequest]:
+        req = build_request(prompt, model=model, default_model=self.model_default, attachments=attachments,
+                            options=options, **structure)
+        t = self._target(req.model)
         self._check_provider(t)
         self._check_credentials(t)
-        self._check_vision(t, atts)
-        system = options.pop("system", None)
+        self._check_vision(t, req.attachments)
+        fields, system = self._structure(t, req)
+        opts = dict(req.options or {})
         kwargs: dict[str, Any] = {
-            "model": model,
-            "messages": self._messages(prompt, atts, system),
-            "timeout": options.pop("timeout", None) or self.timeout,  # the deadline; also each read's own bound
+            "model": req.model,
+            "messages": openai_messages(req, self._user_content(req), system=system),
+            "timeout": opts.pop("timeout", None) or self.timeout,  # the deadline; also each read's own bound
             "max_retries": 0,  # the openai SDK would retry 2x inside each of our attempts
-            **options,
+            **opts,
+            **fields,
         }
         if t.api_base:
             kwargs["api_base"] = t.api_base
         if self._api_key:
             kwargs["api_key"] = self._api_key
         if self.smoke:
-            kwargs["mock_response"] = self._smoke_text(model, prompt, atts)
-        return t, kwargs
+            kwargs["mock_response"] = self._smoke_response(req, [])
+        return t, kwargs, req
+
+    def _with_extra(self, req: ChatRequest, kwargs: dict[str, Any], extra: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kwargs of a re-ask: the same request with the feedback turns appended."""
+        if not extra:
+            return kwargs
+        system = next((m["content"] for m in kwargs["messages"][:1] if m["role"] == "system"), None)
+        out = {**kwargs, "messages": openai_messages(req, self._user_content(req), extra, system=system or "")}
+        if self.smoke:
+            out["mock_response"] = self._smoke_response(req, extra)
+        return out
 
     # ------------------------------------------------------------------ results
     def _usd_micros(self, t: Target, cost: float | None, tokens_in: int, tokens_out: int) -> int | None:
@@ -264,18 +353,23 @@ class LiteLLMProvider:
             raise ProviderError(f"{t.vendor} returned no choices for {t.model}", provider=self.name, model=t.model)
         return resp
 
-    def _reply(self, t: Target, resp: Any, started: float) -> LLMReply:
+    def _turn(self, t: Target, resp: Any, started: float) -> Turn:
         latency_ms = int((time.perf_counter() - started) * 1000)
         choices = getattr(resp, "choices", None) or []
         if not choices:
             raise ProviderError(f"{t.vendor} returned no choices for {t.model}", provider=self.name, model=t.model)
-        text = choices[0].message.content or ""
+        message = choices[0].message
+        text = message.content or ""
+        calls = [
+            {"id": c.id or "", "name": c.function.name or "", "arguments": c.function.arguments or ""}
+            for c in (getattr(message, "tool_calls", None) or [])
+        ]
         u = getattr(resp, "usage", None)
         tokens_in = int(getattr(u, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(u, "completion_tokens", 0) or 0)
         cost = (getattr(resp, "_hidden_params", None) or {}).get("response_cost")
         usage = make_usage(tokens_in, tokens_out, latency_ms, self._usd_micros(t, cost, tokens_in, tokens_out))
-        return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
+        return Turn(text, usage, getattr(choices[0], "finish_reason", None), calls)
 
     def _backend(self, t: Target, kwargs: dict[str, Any]) -> Any:
         """What sends this call: the openai SDK fast path when LiteLLM itself would send it over the OpenAI
@@ -310,41 +404,87 @@ class LiteLLMProvider:
 
     # ------------------------------------------------------------------ chat
     def chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> LLMReply:
-        t, kwargs = self._prepare(prompt, model, attachments, options)
-        deadline = Deadline(kwargs["timeout"])
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
+        t, kwargs, req = self._prepare(prompt, model, attachments, structure, options)
+        deadline = Deadline(kwargs["timeout"])  # one deadline for every attempt, re-asks included
         litellm = self._backend(t, kwargs)
-        started = time.perf_counter()
-        resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kwargs)), self._classifier(t, kwargs),
-                          self.retry, deadline=deadline, on_deadline=self._on_deadline(t, deadline))
-        return self._reply(t, resp, started)
+
+        def attempt(extra: list[dict[str, Any]]) -> Turn:
+            kw = self._with_extra(req, kwargs, extra)
+            started = time.perf_counter()
+            resp = retry_call(lambda: self._with_choices(t, litellm.completion(**kw)), self._classifier(t, kw),
+                              self.retry, deadline=deadline, on_deadline=self._on_deadline(t, deadline))
+            return self._turn(t, resp, started)
+
+        return complete(req, self.name, attempt)
 
     async def achat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> LLMReply:
-        t, kwargs = self._prepare(prompt, model, attachments, options)
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
+        t, kwargs, req = self._prepare(prompt, model, attachments, structure, options)
         deadline = Deadline(kwargs["timeout"])
         litellm = self._backend(t, kwargs)
-        started = time.perf_counter()
 
-        async def attempt() -> Any:
-            return self._with_choices(t, await litellm.acompletion(**kwargs))
+        async def attempt(extra: list[dict[str, Any]]) -> Turn:
+            kw = self._with_extra(req, kwargs, extra)
+            started = time.perf_counter()
 
-        resp = await aretry_call(attempt, self._classifier(t, kwargs), self.retry,
-                                 deadline=deadline, on_deadline=self._on_deadline(t, deadline))
-        return self._reply(t, resp, started)
+            async def call() -> Any:
+                return self._with_choices(t, await litellm.acompletion(**kw))
+
+            resp = await aretry_call(call, self._classifier(t, kw), self.retry,
+                                     deadline=deadline, on_deadline=self._on_deadline(t, deadline))
+            return self._turn(t, resp, started)
+
+        return await acomplete(req, self.name, attempt)
 
     # ------------------------------------------------------------------ streaming
     def stream_chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> ChatStream:
         """The deadline starts now (not at the first ``next``); ``close()`` closes the upstream connection."""
-        t, kwargs = self._prepare(prompt, model, attachments, options)  # bad input raises here, not mid-iteration
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
+        t, kwargs, req = self._prepare(prompt, model, attachments, structure, options)  # bad input raises here
         kwargs.update(stream=True, stream_options={"include_usage": True})
-        return ChatStream(self._stream(t, kwargs, Deadline(kwargs["timeout"])))
+        return ChatStream(self._stream(t, kwargs, Deadline(kwargs["timeout"]), req))
 
-    def _stream(self, t: Target, kwargs: dict[str, Any], deadline: Deadline) -> Iterator[str]:
+    def _stream(self, t: Target, kwargs: dict[str, Any], deadline: Deadline, req: ChatRequest) -> Iterator[str]:
         litellm = self._backend(t, kwargs)
         classify = self._classifier(t, kwargs)
         acc = _StreamAccumulator()
@@ -388,19 +528,33 @@ class LiteLLMProvider:
                 broken = self._broken_off(exc, classify, t, acc, deadline)
             if broken is not None:
                 raise broken  # outside the handler: the upstream exception must not ride along as __context__
-            return self._stream_reply(t, kwargs, acc, started)
+            return self._stream_reply(t, kwargs, acc, started, req)
         finally:  # done, failed, closed (GeneratorExit) or collected: the upstream connection goes now
             if it is not None:
                 _close_quietly(it)
 
     def astream_chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> AsyncChatStream:
-        t, kwargs = self._prepare(prompt, model, attachments, options)
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
+        t, kwargs, req = self._prepare(prompt, model, attachments, structure, options)
         kwargs.update(stream=True, stream_options={"include_usage": True})
-        return AsyncChatStream(self._astream(t, kwargs, Deadline(kwargs["timeout"])))
+        return AsyncChatStream(self._astream(t, kwargs, Deadline(kwargs["timeout"]), req))
 
-    async def _astream(self, t: Target, kwargs: dict[str, Any], deadline: Deadline) -> AsyncIterator[str | LLMReply]:
+    async def _astream(
+        self, t: Target, kwargs: dict[str, Any], deadline: Deadline, req: ChatRequest
+    ) -> AsyncIterator[str | LLMReply]:
         litellm = self._backend(t, kwargs)
         classify = self._classifier(t, kwargs)
         acc = _StreamAccumulator()
@@ -439,7 +593,7 @@ class LiteLLMProvider:
                 broken = self._broken_off(exc, classify, t, acc, deadline)
             if broken is not None:
                 raise broken  # outside the handler, as in _stream
-            yield self._stream_reply(t, kwargs, acc, started)
+            yield self._stream_reply(t, kwargs, acc, started, req)
         finally:  # done, failed, aclose()d or cancelled: close the upstream connection now, not at GC
             if it is not None:
                 await _aclose_quietly(it)
@@ -461,7 +615,9 @@ class LiteLLMProvider:
         error.args = (error.message,)
         return error
 
-    def _stream_reply(self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float) -> LLMReply:
+    def _stream_reply(
+        self, t: Target, kwargs: dict[str, Any], acc: _StreamAccumulator, started: float, req: ChatRequest
+    ) -> LLMReply:
         latency_ms = int((time.perf_counter() - started) * 1000)
         text = "".join(acc.parts)
         if acc.tokens_in is None:  # the provider sent no usage chunk: count with LiteLLM's tokenizer
@@ -471,7 +627,7 @@ class LiteLLMProvider:
         usage = make_usage(
             acc.tokens_in, acc.tokens_out or 0, latency_ms, self._usd_micros(t, None, acc.tokens_in, acc.tokens_out or 0)
         )
-        return LLMReply(text=text, provider=self.name, model=t.model, usage=usage)
+        return finish_stream(req, self.name, Turn(text, usage, acc.finish_reason, acc.tool_calls()))
 
 
 _END = object()
@@ -493,9 +649,10 @@ async def _aclose_quietly(stream: Any) -> None:
 
 
 class _StreamAccumulator:
-    """Collects text deltas and the usage chunk (the last one, with ``choices == []``)."""
+    """Collects text deltas, tool-call deltas (by index: id and name once, arguments in pieces), the finish
+    reason and the usage chunk (the last one, with ``choices == []``)."""
 
-    __slots__ = ("parts", "tokens_in", "tokens_out")
+    __slots__ = ("parts", "tokens_in", "tokens_out", "finish_reason", "calls")
 
     def __init__(self) -> None:
         self.reset()
@@ -504,6 +661,11 @@ class _StreamAccumulator:
         self.parts: list[str] = []
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
+        self.finish_reason: str | None = None
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self.calls[i] for i in sorted(self.calls)]
 
     def add(self, chunk: Any) -> str:
         usage = getattr(chunk, "usage", None)
@@ -513,9 +675,42 @@ class _StreamAccumulator:
         choices = chunk.choices
         if not choices:
             return ""
-        text = choices[0].delta.content or ""
+        choice = choices[0]
+        if getattr(choice, "finish_reason", None):
+            self.finish_reason = choice.finish_reason
+        delta = choice.delta
+        for d in getattr(delta, "tool_calls", None) or []:
+            index = getattr(d, "index", None) or 0
+            call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            fn = getattr(d, "function", None)
+            if getattr(d, "id", None):
+                call["id"] = d.id
+            if fn is not None and getattr(fn, "name", None):
+                call["name"] = fn.name
+            if fn is not None and getattr(fn, "arguments", None):
+                call["arguments"] += fn.arguments
+        text = delta.content or ""
         if text:
             self.parts.append(text)
         return text
 
 
+
+
+def _strict_ok(schema: Any) -> bool:
+    """Whether OpenAI's strict mode accepts ``schema``: every object closes ``additionalProperties`` and requires
+    all its properties (strict mode answers 400 otherwise, so such schemas go non-strict)."""
+    if not isinstance(schema, dict):
+        return True
+    props = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(props, dict):
+        props = props or {}
+        if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
+            return False
+    subs: list[Any] = list((props or {}).values()) if isinstance(props, dict) else []
+    for key in ("$defs", "definitions"):
+        subs += list((schema.get(key) or {}).values())
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        subs += list(schema.get(key) or [])
+    subs.append(schema.get("items"))
+    return all(_strict_ok(sub) for sub in subs)

@@ -1,8 +1,15 @@
 """MockProvider: deterministic, free, offline. A real provider, shipped, so callers can test against it.
 
-- Same prompt (and model, options, attachments) -> same text and the same usage, every time.
-- ``enqueue(...)`` scripts the next replies: strings are returned as-is, exceptions (instances or classes)
-  are raised — so callers can test their handling of every error class.
+- Same prompt (and model, options, attachments, history) -> same text and the same usage, every time.
+- ``history`` changes the reply deterministically: the last tool result is quoted, else the turn count is.
+- ``output_schema``: the reply is JSON generated from the schema (types, enums, required, nested objects and
+  arrays, bounds), seeded by the prompt, so ``reply.data`` validates; the schema's other keywords are refused.
+- ``tools``: the first tool (or the one ``tool_choice`` names) is called with arguments generated from its
+  ``parameters``, unless the conversation just answered a tool call or ``tool_choice="none"``.
+- ``enqueue(...)`` scripts the next turns (FIFO, one per attempt, so a re-ask takes the next item): strings
+  are raw reply text (``"not json"`` then ``'{"a": 1}'`` scripts invalid-then-valid), dicts are turns with
+  any of ``text``, ``data``, ``tool_calls`` (``[{"name", "arguments"}]``), ``finish_reason``; exceptions
+  (instances or classes) are raised — so callers can test their handling of every error class.
 - The ``mock_error`` option (e.g. ``mock_error="rate_limited"``) raises that error kind: this is how a failure
   is scripted from the other side of a process boundary (CLI, Modal payload), where no object can be passed.
 - Streaming splits exactly the text ``chat`` returns.
@@ -13,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import deque
@@ -20,6 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from providers.attachments import Attachment
+from providers.base import ChatRequest, build_request
 from providers.contract import LLMReply
 from providers.errors import (
     ContextWindowExceededError,
@@ -32,11 +41,13 @@ from providers.errors import (
     RateLimitError,
 )
 from providers.deadline import check_timeout
-from providers.request import check_attachments, check_model, check_options, check_prompt
+from providers.request import check_options
+from providers.schema_data import UnsupportedSchema, generate, seed_for
 from providers.streams import AsyncChatStream, ChatStream
+from providers.structured import Turn, acomplete, compile_validator, complete, finish_stream
 from providers.usage import make_usage
 
-__all__ = ["MockProvider", "MOCK_ERRORS"]
+__all__ = ["MockProvider", "MOCK_ERRORS", "schema_instance", "generated_turn"]
 
 #: ``mock_error`` option values -> the error they raise (messages mimic the real providers').
 MOCK_ERRORS: dict[str, ProviderError] = {
@@ -49,9 +60,12 @@ MOCK_ERRORS: dict[str, ProviderError] = {
     "context_window_exceeded": ContextWindowExceededError("Mock context window exceeded (scripted failure).", provider="mock"),
 }
 
+_TURN_KEYS = frozenset({"text", "data", "tool_calls", "finish_reason"})
+Scripted = str | dict[str, Any] | BaseException | type[BaseException]
 
-def _words(text: str) -> int:
-    return len(text.split())
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
 
 
 def _split(text: str) -> list[str]:
@@ -70,6 +84,61 @@ def _split(text: str) -> list[str]:
     return chunks
 
 
+def schema_instance(schema: dict[str, Any], *seed_parts: str) -> Any:
+    """A deterministic instance of ``schema`` (seeded by ``seed_parts``); :class:`InvalidRequestError` when the
+    schema uses a keyword no generator can promise to satisfy. Shared with LiteLLM's smoke mode."""
+    defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
+
+    def is_valid(node: Any, value: Any) -> bool:
+        return compile_validator({**node, **defs} if isinstance(node, dict) else node).is_valid(value)
+
+    try:
+        return generate(schema, seed_for(*seed_parts, json.dumps(schema, sort_keys=True)), is_valid=is_valid)
+    except UnsupportedSchema as exc:
+        raise InvalidRequestError(
+            f"the mock cannot generate data for this schema: {exc}. Script the reply with enqueue(...) instead"
+        ) from None
+
+
+def _call_id(*parts: str) -> str:
+    return f"call_{seed_for(*parts):016x}"[:21]
+
+
+def _answered(conversation: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The tool result to use: the last turn other than a user turn, when it is a tool turn that is not an
+    error report (after an error a model calls the tool again)."""
+    for turn in reversed(conversation):
+        if turn["role"] != "user":
+            ok = turn["role"] == "tool" and not str(turn.get("content") or "").startswith("Error")
+            return turn if ok else None
+    return None
+
+
+def generated_turn(req: ChatRequest, extra: Sequence[dict[str, Any]] = ()) -> tuple[str, list[dict[str, Any]]]:
+    """The unscripted turn: a tool call, JSON for the schema, or the echo text. Shared with LiteLLM's smoke
+    mode, so both answer a schema or tools with the same valid data."""
+    conversation = [*req.history, {"role": "user", "content": req.prompt}, *extra]
+    answered = _answered(conversation)
+    if req.tools and req.tool_choice != "none" and (req.tool_choice is not None or answered is None):
+        name = req.tool_choice["name"] if isinstance(req.tool_choice, dict) else req.tools[0]["name"]
+        tool = next(t for t in req.tools if t["name"] == name)
+        args = schema_instance(tool["parameters"], req.model, req.prompt, name)
+        return "", [{"id": _call_id(req.model, req.prompt, name, str(len(conversation))), "name": name,
+                     "arguments": json.dumps(args)}]
+    if req.output is not None:
+        return json.dumps(schema_instance(req.output.json_schema, req.model, req.prompt)), []
+    text = f"mock reply to: {req.prompt}"
+    if req.attachments:
+        text += " [attachments: " + "; ".join(
+            f"{a.name} {a.mime} {a.size} bytes sha256:{a.sha256[:12]}" for a in req.attachments
+        ) + "]"
+    if answered is not None:
+        text += f" [tool result: {answered['content']}]"
+    elif req.history:
+        text += f" [after {len(req.history)} turns]"
+    return text, []
+
+
 class MockProvider:
     """Deterministic provider. ``latency_ms`` makes each call really take that long (and report it)."""
 
@@ -79,19 +148,24 @@ class MockProvider:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
         self.timeout = None if timeout is None else check_timeout(timeout)
-        self._queue: deque[str | BaseException | type[BaseException]] = deque()
+        self._queue: deque[Scripted] = deque()
         self._lock = threading.Lock()
-        #: The last 1,000 calls' (prompt, model, options, attachment names), for assertions in callers' tests.
+        #: The last 1,000 calls' (prompt, model, options, attachment names; history, tools, output_schema when
+        #: given), for assertions in callers' tests.
         self.calls: deque[dict[str, Any]] = deque(maxlen=1000)
 
     # ------------------------------------------------------------------ scripting
-    def enqueue(self, *replies: str | BaseException | type[BaseException]) -> MockProvider:
-        """Script the next replies (FIFO). Strings are replies; exceptions (or classes) are raised."""
+    def enqueue(self, *replies: Scripted) -> MockProvider:
+        """Script the next turns (FIFO): strings are raw text, dicts are turns (``text``, ``data``,
+        ``tool_calls``, ``finish_reason``), exceptions (or classes) are raised."""
+        for item in replies:
+            if isinstance(item, dict) and (not item or set(item) - _TURN_KEYS):
+                raise ValueError(f"a scripted turn is a dict with keys among {sorted(_TURN_KEYS)}; got {sorted(item)}")
         with self._lock:
             self._queue.extend(replies)
         return self
 
-    def _next_scripted(self) -> str | None:
+    def _next_scripted(self) -> str | dict[str, Any] | None:
         with self._lock:
             if not self._queue:
                 return None
@@ -100,36 +174,63 @@ class MockProvider:
             item = item(f"scripted {item.__name__} from MockProvider")
         if isinstance(item, BaseException):
             raise item
-        return str(item)
+        return item if isinstance(item, dict) else str(item)
 
     # ------------------------------------------------------------------ core
-    def _reply(
-        self, prompt: object, model: str | None, attachments: Sequence[Attachment] | None, options: dict[str, Any]
-    ) -> LLMReply:
+    def _request(
+        self, prompt: object, model: str | None, attachments: Sequence[Attachment] | None, structure: dict[str, Any],
+        options: dict[str, Any],
+    ) -> ChatRequest:
         mock_error = options.pop("mock_error", None)
-        prompt = check_prompt(prompt)
-        model = check_model(model, self.model_default)
-        atts = check_attachments(attachments)
-        options = check_options(options)
-        self.calls.append({"prompt": prompt, "model": model, "options": options, "attachments": [a.name for a in atts]})
+        req = build_request(prompt, model=model, default_model=self.model_default, attachments=attachments,
+                            options=options, **structure)
+        record: dict[str, Any] = {
+            "prompt": req.prompt, "model": req.model,
+            "options": {**(req.options or {}), **({"system": req.system} if req.system else {})},
+            "attachments": [a.name for a in req.attachments],
+        }
+        for key, value in (("history", list(req.history)), ("tools", [t["name"] for t in req.tools]),
+                           ("output_schema", req.output.json_schema if req.output else None)):
+            if value:
+                record[key] = value
+        self.calls.append(record)
         if mock_error is not None:
             if mock_error not in MOCK_ERRORS:
                 raise InvalidRequestError(f"unknown mock_error {mock_error!r}; known: {', '.join(MOCK_ERRORS)}")
             template = MOCK_ERRORS[mock_error]
             extra = {"retry_after": template.retry_after} if isinstance(template, RateLimitError) else {}
-            raise type(template)(template.message, provider="mock", model=model, **extra)
-        text = self._next_scripted()
-        if text is None:
-            text = f"mock reply to: {prompt}"
-            if atts:
-                text += " [attachments: " + "; ".join(
-                    f"{a.name} {a.mime} {a.size} bytes sha256:{a.sha256[:12]}" for a in atts
-                ) + "]"
-        tokens_in = _words(prompt) + _words(options.get("system", "")) + sum(
-            _words(a.text) if not a.is_image else 85 for a in atts  # 85: OpenAI's flat cost of a low-detail image
+            raise type(template)(template.message, provider="mock", model=req.model, **extra)
+        return req
+
+    def _turn(self, req: ChatRequest, extra: list[dict[str, Any]]) -> Turn:
+        scripted = self._next_scripted()
+        tool_calls: list[dict[str, Any]] = []
+        finish = None
+        if isinstance(scripted, dict):
+            text = scripted.get("text") or ""
+            if "data" in scripted:
+                text = json.dumps(scripted["data"])
+            for i, call in enumerate(scripted.get("tool_calls") or []):
+                args = call.get("arguments", {})
+                tool_calls.append({
+                    "id": call.get("id") or _call_id(req.prompt, str(len(extra)), str(i)),
+                    "name": call.get("name"),
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                })
+            finish = scripted.get("finish_reason")
+        elif scripted is not None:
+            text = scripted
+        else:
+            text, tool_calls = generated_turn(req, extra)
+        conversation = [*req.history, *extra]
+        tokens_in = (
+            _words(req.prompt) + _words(req.system)
+            + sum(_words(t.get("content")) for t in conversation)
+            + sum(_words(a.text) if not a.is_image else 85 for a in req.attachments)  # 85: a low-detail image
         )
-        usage = make_usage(tokens_in, _words(text), self.latency_ms, 0)
-        return LLMReply(text=text, provider=self.name, model=model, usage=usage)
+        tokens_out = _words(text) + sum(_words(c["name"]) + _words(c["arguments"]) for c in tool_calls)
+        usage = make_usage(tokens_in, tokens_out, self.latency_ms, 0)
+        return Turn(text, usage, finish or ("tool_calls" if tool_calls else "stop"), tool_calls)
 
     # ------------------------------------------------------------------ latency under a deadline
     def _timeout(self, options: dict[str, Any]) -> float | None:
@@ -160,46 +261,107 @@ class MockProvider:
         if error is not None:
             raise error
 
+    # ------------------------------------------------------------------ the contract
     def chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> LLMReply:
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
         timeout = self._timeout(options)
-        reply = self._reply(prompt, model, attachments, options)
-        self._sleep(timeout)
-        return reply
+        req = self._request(prompt, model, attachments, structure, options)
+
+        def attempt(extra: list[dict[str, Any]]) -> Turn:
+            turn = self._turn(req, extra)
+            self._sleep(timeout)
+            return turn
+
+        return complete(req, self.name, attempt)
 
     async def achat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> LLMReply:
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
         timeout = self._timeout(options)
-        reply = self._reply(prompt, model, attachments, options)
-        await self._asleep(timeout)
-        return reply
+        req = self._request(prompt, model, attachments, structure, options)
+
+        async def attempt(extra: list[dict[str, Any]]) -> Turn:
+            turn = self._turn(req, extra)
+            await self._asleep(timeout)
+            return turn
+
+        return await acomplete(req, self.name, attempt)
 
     def stream_chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> ChatStream:
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
         timeout = self._timeout(options)
-        reply = self._reply(prompt, model, attachments, options)  # validate eagerly: errors raise at the call
+        req = self._request(prompt, model, attachments, structure, options)
+        turn = self._turn(req, [])  # eagerly: bad input and scripted errors raise at the call
 
         def gen() -> Iterator[str]:
             self._sleep(timeout)
-            yield from _split(reply.text)
-            return reply
+            yield from _split(turn.text)
+            return finish_stream(req, self.name, turn)
 
         return ChatStream(gen())
 
     def astream_chat(
-        self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        attachments: Sequence[Attachment] | None = None,
+        history: Sequence[dict[str, Any]] | None = None,
+        output_schema: Any = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        output_retries: int = 1,
+        **options: Any,
     ) -> AsyncChatStream:
+        structure = dict(history=history, output_schema=output_schema, tools=tools, tool_choice=tool_choice,
+                         output_retries=output_retries)
         timeout = self._timeout(options)
-        reply = self._reply(prompt, model, attachments, options)
+        req = self._request(prompt, model, attachments, structure, options)
+        turn = self._turn(req, [])
 
         async def agen() -> AsyncIterator[str | LLMReply]:
             await self._asleep(timeout)
-            for chunk in _split(reply.text):
+            for chunk in _split(turn.text):
                 yield chunk
-            yield reply
+            yield finish_stream(req, self.name, turn)
 
         return AsyncChatStream(agen())
 

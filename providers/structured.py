@@ -1,0 +1,291 @@
+"""Structured output and tool calls: validate what the model said, re-ask when it does not validate.
+
+- :class:`OutputSchema` wraps a JSON Schema dict (validated with ``jsonschema``) or a pydantic model class
+  (validated by pydantic itself, so ``reply.data`` is an instance of it).
+- :func:`complete` / :func:`acomplete` are the re-ask loop, in the instructor style: a reply whose JSON (or a tool
+  call whose arguments) does not validate is sent back with the validation error as the reason to try again,
+  at most ``output_retries`` times; then :class:`~providers.errors.OutputValidationError` with the last raw
+  text. Usage and cost add up over every attempt, because every attempt was paid for.
+- :func:`finish_stream` validates a streamed reply once: its text has already reached the caller, so a stream
+  is never re-asked (a second answer appended to the first would be neither).
+
+Providers supply one *attempt* (extra messages in, :class:`Turn` out); everything else here is shared.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from providers.contract import LLMReply
+from providers.errors import OutputValidationError
+from providers.usage import Usage, make_usage
+
+if TYPE_CHECKING:
+    from providers.base import ChatRequest
+
+__all__ = [
+    "OutputSchema",
+    "Turn",
+    "Mismatch",
+    "compile_validator",
+    "schema_error",
+    "sum_usage",
+    "build_reply",
+    "complete",
+    "acomplete",
+    "finish_stream",
+]
+
+_MAX_ERROR_CHARS = 600
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(canonical: str) -> Any:
+    from jsonschema import validators  # lazy: only requests with a schema pay for the import
+
+    schema = json.loads(canonical)
+    cls = validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def compile_validator(schema: dict[str, Any]) -> Any:
+    """A ``jsonschema`` validator for ``schema`` (its own ``$schema`` draft, else 2020-12), cached by content.
+    Raises ``jsonschema.SchemaError`` when the schema itself is not valid JSON Schema."""
+    return _compiled(json.dumps(schema, sort_keys=True))
+
+
+def schema_error(validator: Any, instance: Any) -> str | None:
+    """The most relevant validation error as one line (``at $.age: -1 is less than the minimum of 0``), or None."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return _clip(f"at {where}: {error.message}")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
+
+
+def _is_model_class(obj: object) -> bool:
+    return isinstance(obj, type) and callable(getattr(obj, "model_json_schema", None)) and callable(
+        getattr(obj, "model_validate_json", None)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSchema:
+    """What ``output_schema`` asks for: ``json_schema`` (always; a pydantic class contributes its own),
+    ``model`` (the pydantic class, when one was passed) and ``name`` (for ``response_format``)."""
+
+    json_schema: dict[str, Any]
+    model: type | None = None
+    name: str = "output"
+
+    @classmethod
+    def of(cls, spec: Any) -> OutputSchema:
+        """From a JSON Schema dict or a pydantic model class. Raises ``ValueError``/``SchemaError`` on others."""
+        if _is_model_class(spec):
+            schema = spec.model_json_schema()
+            compile_validator(schema)
+            return cls(schema, spec, _name(spec.__name__))
+        if isinstance(spec, dict):
+            compile_validator(spec)
+            return cls(spec, None, _name(str(spec.get("title") or "output")))
+        raise ValueError(f"output_schema must be a JSON Schema dict or a pydantic model class, got {type(spec).__name__}")
+
+    def parse(self, text: str) -> Any:
+        """The validated data in ``text``; raises :class:`Mismatch` (with the reason) when it is not."""
+        if self.model is not None:
+            try:
+                return self.model.model_validate_json(text)
+            except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, without importing pydantic
+                raise Mismatch(_clip(_pydantic_message(exc))) from None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise Mismatch(f"the reply is not JSON ({exc.msg} at character {exc.pos})") from None
+        problem = schema_error(compile_validator(self.json_schema), value)
+        if problem:
+            raise Mismatch(problem)
+        return value
+
+
+def _name(text: str) -> str:
+    """A ``response_format`` name: OpenAI allows ``[A-Za-z0-9_-]{1,64}``."""
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in text)[:64]
+    return cleaned or "output"
+
+
+def _pydantic_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for e in errors()[:5]:
+        loc = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.get("loc", ()))
+        parts.append(f"at {loc}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class Turn:
+    """One raw answer from a provider, before validation. ``tool_calls`` hold raw JSON argument strings:
+    ``[{"id", "name", "arguments": str}]``."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Mismatch(ValueError):
+    """A reply that did not validate; ``feedback`` is what to send back to the model to re-ask."""
+
+    def __init__(self, reason: str, feedback: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.feedback = feedback or []
+
+
+def sum_usage(usages: Sequence[Usage]) -> Usage:
+    """Every attempt's usage added up; the cost is unknown (None) if any attempt's cost was unknown."""
+    costs = [u["usd_micros"] for u in usages]
+    return make_usage(
+        sum(u["tokens_in"] for u in usages),
+        sum(u["tokens_out"] for u in usages),
+        sum(u["latency_ms"] for u in usages),
+        None if any(c is None for c in costs) else sum(costs),  # type: ignore[arg-type]
+    )
+
+
+def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
+    tools = {t["name"]: t for t in req.tools}
+    calls: list[dict[str, Any]] = []
+    problems: list[tuple[str, str]] = []  # (call id, reason)
+    for i, raw in enumerate(turn.tool_calls):
+        call_id = str(raw.get("id") or f"call_{i}")
+        name = str(raw.get("name") or "")
+        arguments = raw.get("arguments")
+        tool = tools.get(name)
+        if tool is None:
+            problems.append((call_id, f"there is no tool named {name!r}; the tools are {', '.join(tools)}"))
+            continue
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                problems.append((call_id, f"the arguments of {name} are not JSON ({exc.msg})"))
+                continue
+        if not isinstance(arguments, dict):
+            problems.append((call_id, f"the arguments of {name} must be a JSON object"))
+            continue
+        problem = schema_error(compile_validator(tool["parameters"]), arguments)
+        if problem:
+            problems.append((call_id, f"the arguments of {name} do not validate: {problem}"))
+            continue
+        calls.append({"id": call_id, "name": name, "arguments": arguments})
+    if problems:
+        feedback: list[dict[str, Any]] = [{
+            "role": "assistant",
+            "content": turn.text or None,
+            "tool_calls": [
+                {"id": str(c.get("id") or f"call_{i}"), "name": str(c.get("name") or ""),
+                 "arguments": c.get("arguments") if isinstance(c.get("arguments"), str)
+                 else json.dumps(c.get("arguments"))}
+                for i, c in enumerate(turn.tool_calls)
+            ],
+        }]
+        reasons = dict(problems)
+        for i, c in enumerate(turn.tool_calls):
+            cid = str(c.get("id") or f"call_{i}")
+            feedback.append({
+                "role": "tool", "tool_call_id": cid,
+                "content": f"Error: {reasons[cid]}. Call the tool again with arguments that validate."
+                if cid in reasons else "Not run: another call in this turn was invalid.",
+            })
+        raise Mismatch("; ".join(reason for _, reason in problems), feedback)
+    return calls
+
+
+def build_reply(req: ChatRequest, provider: str, turn: Turn, usage: Usage | None = None) -> LLMReply:
+    """Validate ``turn`` against the request's tools and output schema; raise :class:`Mismatch` or return the
+    reply (``data`` / ``tool_calls`` filled, ``finish_reason`` ``"tool_calls"`` when the model called tools)."""
+    usage = usage or turn.usage
+    if turn.tool_calls and req.tools:
+        calls = _check_tool_calls(req, turn)
+        return LLMReply(turn.text, provider, req.model, usage, finish_reason="tool_calls", tool_calls=calls)
+    data = None
+    if req.output is not None:
+        try:
+            data = req.output.parse(turn.text)
+        except Mismatch as m:
+            m.feedback = [
+                {"role": "assistant", "content": turn.text},
+                {"role": "user", "content": (
+                    f"Your reply did not validate against the required JSON Schema: {m.reason}. "
+                    "Reply again with only the corrected JSON, nothing else."
+                )},
+            ]
+            raise
+    return LLMReply(turn.text, provider, req.model, usage, finish_reason=turn.finish_reason or "stop", data=data)
+
+
+def _give_up(req: ChatRequest, provider: str, turn: Turn, usage: Usage, reason: str, attempts: int) -> OutputValidationError:
+    what = "tool call" if turn.tool_calls and req.tools else "reply"
+    return OutputValidationError(
+        f"the model's {what} did not validate after {attempts} attempt(s): {reason}. Raise output_retries, "
+        "simplify the schema, or use a model with native structured output",
+        raw_text=turn.text if not turn.tool_calls else json.dumps(turn.tool_calls), usage=usage,
+        provider=provider, model=req.model, attempts=attempts,
+    )
+
+
+def complete(req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, Any]]], Turn]) -> LLMReply:
+    """The re-ask loop: ``attempt(extra_messages)`` is one full provider call (its own retries included)."""
+    extra: list[dict[str, Any]] = []
+    usages: list[Usage] = []
+    while True:
+        turn = attempt(extra)
+        usages.append(turn.usage)
+        total = sum_usage(usages) if len(usages) > 1 else turn.usage
+        try:
+            return build_reply(req, provider, turn, total)
+        except Mismatch as m:
+            if len(usages) > req.output_retries:
+                raise _give_up(req, provider, turn, total, m.reason, len(usages)) from None
+            extra = extra + m.feedback
+
+
+async def acomplete(
+    req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, Any]]], Awaitable[Turn]]
+) -> LLMReply:
+    """Async twin of :func:`complete`."""
+    extra: list[dict[str, Any]] = []
+    usages: list[Usage] = []
+    while True:
+        turn = await attempt(extra)
+        usages.append(turn.usage)
+        total = sum_usage(usages) if len(usages) > 1 else turn.usage
+        try:
+            return build_reply(req, provider, turn, total)
+        except Mismatch as m:
+            if len(usages) > req.output_retries:
+                raise _give_up(req, provider, turn, total, m.reason, len(usages)) from None
+            extra = extra + m.feedback
+
+
+def finish_stream(req: ChatRequest, provider: str, turn: Turn) -> LLMReply:
+    """The final reply of a stream: validated once, never re-asked (its text was already delivered)."""
+    try:
+        return build_reply(req, provider, turn)
+    except Mismatch as m:
+        reason = f"{m.reason} (streams are not re-asked: use chat() to re-ask)"
+        raise _give_up(req, provider, turn, turn.usage, reason, 1) from None
