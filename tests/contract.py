@@ -114,3 +114,183 @@ class ProviderContract:
             provider.chat("")
         with pytest.raises(RuntimeError):
             provider.chat("")
+
+
+# ============================================================================ conversations, structure, tools
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 40},
+        "age": {"type": "integer", "minimum": 0, "maximum": 130},
+        "role": {"enum": ["engineer", "poet", "mathematician"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": "integer", "minimum": 1000}},
+            "required": ["city", "zip"],
+        },
+    },
+    "required": ["name", "age", "role", "tags", "address"],
+}
+WEATHER_TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "minLength": 1}, "unit": {"enum": ["C", "F"]}},
+            "required": ["city", "unit"],
+        },
+    },
+    {"name": "get_time", "description": "Local time", "parameters": {"type": "object", "properties": {}}},
+]
+BAD_HISTORIES = [
+    "not a list",
+    [{"role": "bot", "content": "hi"}],
+    [{"role": "user", "content": 42}],
+    [{"role": "user"}],
+    [{"role": "user", "content": "hi", "extra": 1}],
+    [{"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],  # a tool turn without its call
+    [{"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "name": "get_weather", "arguments": {}}]}],
+]
+
+
+def _validates(schema, value) -> bool:
+    from jsonschema import validators
+
+    return validators.validator_for(schema)(schema).is_valid(value)
+
+
+def _person_model():
+    from pydantic import BaseModel
+
+    class Address(BaseModel):
+        city: str
+        zip: int
+
+    class Person(BaseModel):
+        name: str
+        age: int
+        address: Address
+
+    return Person
+
+
+def _four_ways(provider, prompt, **kw):
+    """The same request through chat, stream_chat, achat and astream_chat: (name, reply, streamed text)."""
+    out = [("chat", provider.chat(prompt, **kw), None)]
+    stream = provider.stream_chat(prompt, **kw)
+    text = "".join(stream)
+    out.append(("stream_chat", stream.reply, text))
+    out.append(("achat", asyncio.run(provider.achat(prompt, **kw)), None))
+
+    async def astream():
+        s = provider.astream_chat(prompt, **kw)
+        return "".join([c async for c in s]), s.reply
+
+    text, reply = asyncio.run(astream())
+    out.append(("astream_chat", reply, text))
+    return out
+
+
+class StructuredContract:
+    """Conversations, structured output and tool calls: the same cases for every provider and adapter."""
+
+    def test_history_is_accepted_on_all_four_methods(self, provider):
+        history = [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+        ]
+        for how, reply, streamed in _four_ways(provider, "and now?", history=history):
+            assert isinstance(reply.text, str) and reply.text, how
+            assert reply.usage["tokens_in"] > 0, how
+            if streamed is not None:
+                assert streamed == reply.text, how
+
+    @pytest.mark.parametrize("bad", BAD_HISTORIES, ids=range(len(BAD_HISTORIES)))
+    def test_malformed_history_is_an_invalid_request_on_all_four_methods(self, provider, bad):
+        with pytest.raises(InvalidRequestError, match="history"):
+            provider.chat(PROMPT, history=bad)
+        with pytest.raises(InvalidRequestError, match="history"):
+            provider.stream_chat(PROMPT, history=bad)
+        with pytest.raises(InvalidRequestError, match="history"):
+            asyncio.run(provider.achat(PROMPT, history=bad))
+        with pytest.raises(InvalidRequestError, match="history"):
+            provider.astream_chat(PROMPT, history=bad)
+
+    def test_output_schema_gives_data_that_validates_on_all_four_methods(self, provider):
+        for how, reply, streamed in _four_ways(provider, "Describe Ada Lovelace", output_schema=PERSON_SCHEMA):
+            assert _validates(PERSON_SCHEMA, reply.data), (how, reply.data)
+            assert json.loads(reply.text) == reply.data, how
+            assert reply.finish_reason == "stop", how
+            assert reply.tool_calls is None, how
+            if streamed is not None:
+                assert streamed == reply.text, how
+
+    def test_pydantic_output_schema_gives_an_instance(self, provider):
+        person = _person_model()
+        reply = provider.chat("Describe Ada Lovelace", output_schema=person)
+        assert isinstance(reply.data, person)
+        assert person.model_validate_json(reply.text) == reply.data
+
+    def test_structured_reply_survives_a_json_round_trip(self, provider):
+        person = _person_model()
+        reply = provider.chat("Describe Ada Lovelace", output_schema=person)
+        wire = json.loads(json.dumps(reply.to_dict()))
+        assert isinstance(wire["data"], dict)
+        assert LLMReply.from_dict(wire, output_schema=person) == reply
+        plain = provider.chat("Describe Ada Lovelace", output_schema=PERSON_SCHEMA)
+        assert LLMReply.from_dict(json.loads(json.dumps(plain.to_dict()))) == plain
+
+    def test_tools_give_a_valid_call_of_the_first_tool_on_all_four_methods(self, provider):
+        for how, reply, _ in _four_ways(provider, "Weather in Paris?", tools=WEATHER_TOOLS):
+            assert reply.finish_reason == "tool_calls", how
+            assert reply.data is None, how
+            (call,) = reply.tool_calls
+            assert set(call) == {"id", "name", "arguments"} and call["id"], how
+            assert call["name"] == "get_weather", how
+            assert _validates(WEATHER_TOOLS[0]["parameters"], call["arguments"]), (how, call)
+
+    def test_tool_choice_names_the_tool_to_call(self, provider):
+        reply = provider.chat("What time is it?", tools=WEATHER_TOOLS, tool_choice="get_time")
+        assert [c["name"] for c in reply.tool_calls] == ["get_time"]
+        assert reply.finish_reason == "tool_calls"
+
+    def test_tool_result_sent_back_through_history_gets_an_answer(self, provider):
+        first = provider.chat("Weather in Paris?", tools=WEATHER_TOOLS)
+        history = [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": first.text or None, "tool_calls": first.tool_calls},
+            {"role": "tool", "tool_call_id": first.tool_calls[0]["id"], "content": "sunny, 21 C"},
+        ]
+        for how, reply, _ in _four_ways(provider, "Answer with the tool's result.", tools=WEATHER_TOOLS, history=history):
+            assert reply.tool_calls is None, how
+            assert reply.finish_reason == "stop", how
+            assert reply.text, how
+
+    def test_tool_call_reply_survives_a_json_round_trip(self, provider):
+        reply = provider.chat("Weather in Paris?", tools=WEATHER_TOOLS)
+        assert LLMReply.from_dict(json.loads(json.dumps(reply.to_dict()))) == reply
+
+    @pytest.mark.parametrize(
+        "kwargs, field",
+        [
+            ({"output_schema": {"type": "nonsense"}}, "output_schema"),
+            ({"output_schema": "a string"}, "output_schema"),
+            ({"tools": [{"name": "bad name!", "parameters": {"type": "object"}}]}, "tools"),
+            ({"tools": [{"name": "t", "parameters": {"type": "array"}}]}, "tools"),
+            ({"tools": WEATHER_TOOLS, "tool_choice": "nope"}, "tool_choice"),
+            ({"tool_choice": "auto"}, "tool_choice"),
+            ({"output_retries": -1}, "output_retries"),
+        ],
+    )
+    def test_bad_structure_is_an_invalid_request_naming_the_field(self, provider, kwargs, field):
+        with pytest.raises(InvalidRequestError, match=field):
+            provider.chat(PROMPT, **kwargs)
+        with pytest.raises(InvalidRequestError, match=field):
+            provider.stream_chat(PROMPT, **kwargs)
+        with pytest.raises(InvalidRequestError, match=field):
+            asyncio.run(provider.achat(PROMPT, **kwargs))
+        with pytest.raises(InvalidRequestError, match=field):
+            provider.astream_chat(PROMPT, **kwargs)

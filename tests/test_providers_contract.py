@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from contract import ProviderContract
+from contract import ProviderContract, StructuredContract
 from providers import RetryPolicy, get_llm_provider
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 
 
-class TestMockProvider(ProviderContract):
+class TestMockProvider(ProviderContract, StructuredContract):
     provider_name = "mock"
 
     @pytest.fixture
@@ -21,7 +21,7 @@ class TestMockProvider(ProviderContract):
         return f"mock reply to: {prompt}"
 
 
-class TestLiteLLMSmoke(ProviderContract):
+class TestLiteLLMSmoke(ProviderContract, StructuredContract):
     provider_name = "litellm"
     # LiteLLM's mock path reports fixed 10/20 tokens for chat but counts streamed tokens with its tokenizer.
     stream_usage_equals_chat = False
@@ -34,7 +34,7 @@ class TestLiteLLMSmoke(ProviderContract):
         return f"smoke reply from openai/gpt-4o-mini: {prompt}"
 
 
-class TestLiteLLMAgainstFakeOpenAI(ProviderContract):
+class TestLiteLLMAgainstFakeOpenAI(ProviderContract, StructuredContract):
     provider_name = "litellm"
 
     @pytest.fixture
@@ -48,7 +48,7 @@ class TestLiteLLMAgainstFakeOpenAI(ProviderContract):
         return f"echo: {prompt}"
 
 
-class TestLiteLLMAgainstFakeOllama(ProviderContract):
+class TestLiteLLMAgainstFakeOllama(ProviderContract, StructuredContract):
     provider_name = "litellm"
 
     @pytest.fixture

@@ -2,7 +2,8 @@
 
 Used by hermetic tests of LLM provider wrappers (embedded, ``with FakeLLMServer() as srv``) and by benchmarks
 (as a separate process: ``python -m theory_modal.testing.fake_llm --port 0`` prints ``LISTENING 127.0.0.1:<port>``).
-It binds 127.0.0.1 only, speaks HTTP/1.1 keep-alive with TCP_NODELAY, and imports nothing outside the stdlib.
+It binds 127.0.0.1 only, speaks HTTP/1.1 keep-alive with TCP_NODELAY, and imports nothing outside the stdlib
+(JSON for a schema comes from ``providers.schema_data``, stdlib-only too, imported when first needed).
 
 Routes
     OpenAI:  POST /v1/chat/completions (and /chat/completions): JSON, or SSE when ``"stream": true``;
@@ -13,7 +14,16 @@ Routes
              POST /__script with ``{"scenarios": [...]}``.
 
 Replies are ``reply`` with ``{prompt}`` (the last user message's text; text parts joined by spaces) and
-``{model}`` substituted. Token counts are whitespace words: prompt = words of all message text, completion =
+``{model}`` substituted.
+
+Structured output and tools behave like a constrained real server. A request with a schema (OpenAI
+``response_format`` ``json_schema``, or ``json_object`` with a ``schema`` as llama.cpp takes it, or with the
+schema in the system message after "JSON Schema:"; Ollama ``format``) gets JSON generated from that schema.
+A request with ``tools`` gets a call of the first tool (or the one ``tool_choice`` names) with arguments
+generated from its ``parameters``, unless ``tool_choice`` is ``"none"`` or the last message is a tool result
+(the last turn other than a user turn; then it answers in text, quoting that result: ``tool said: <content>``;
+a result starting with "Error" makes it call the tool again). Streams send tool calls as deltas
+(id and name first, then the arguments in two pieces). Token counts are whitespace words: prompt = words of all message text, completion =
 words of the reply; streams report the same numbers. Streams send one chunk per word (leading spaces kept, so
 the joined deltas equal the reply) or exactly ``chunks`` content chunks.
 
@@ -43,6 +53,8 @@ family: OpenAI ``{"error": {"message", "type", "param", "code"}}``, Ollama ``{"e
                          timeout never fires, and a reply takes minutes (what a deadline must cut)
     endless[-<secs>]     streams: the first content event at once, then another every <secs> (default 0.5),
                          forever, never a finish; non-streaming: same as drip
+    json-invalid         the reply text is ``{"oops": `` (not JSON, so it fails any schema)
+    tool-invalid         a tool call whose arguments are not JSON (Ollama: a call of an unknown tool)
     ===================  ========================================================================
 
 A client that goes away mid-answer is recorded: ``disconnects`` lists each (scenario, path) whose write failed,
@@ -75,7 +87,9 @@ __all__ = ["FakeLLMServer", "Scenario", "parse_scenario", "count_words", "mask_k
 HOST = "127.0.0.1"
 MODELS = ("gpt-4o-mini", "gpt-4o", "qwen2.5:0.5b", "llama3.2:1b")
 _SIMPLE = {"ok", "ctx-overflow", "missing", "reset", "cut-stream", "malformed-json", "no-choices",
-           "slow-stream", "trickle"}
+           "slow-stream", "trickle", "json-invalid", "tool-invalid"}
+_INVALID_JSON = '{"oops": '
+_SCHEMA_MARK = "JSON Schema:"
 _ERROR_RE = re.compile(r"error-([45]\d\d)(?:-(noretry)|-ra(\d+))?")
 _HANG_RE = re.compile(r"hang(?:-(\d+(?:\.\d+)?))?")
 _DRIP_RE = re.compile(r"(drip|endless)(?:-(\d+(?:\.\d+)?))?")
@@ -148,6 +162,67 @@ def _split(text: str, n: int | None) -> list[str]:
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _instance(schema: Any, seed_text: str) -> Any:
+    from providers.schema_data import generate, seed_for
+
+    return generate(schema, seed_for(seed_text, json.dumps(schema, sort_keys=True)))
+
+
+def _schema_in(messages: list[dict[str, Any]]) -> Any:
+    """The JSON Schema a system message quotes after "JSON Schema:" (how JSON-mode instructions carry it)."""
+    for m in messages:
+        text = _text(m.get("content")) if m.get("role") == "system" else ""
+        at = text.rfind(_SCHEMA_MARK)
+        if at >= 0:
+            try:
+                return json.JSONDecoder().raw_decode(text[at + len(_SCHEMA_MARK):].lstrip())[0]
+            except ValueError:
+                return None
+    return None
+
+
+def _wanted_schema(openai: bool, body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[bool, Any]:
+    """(JSON asked for?, the schema if one was given)."""
+    if openai:
+        rf = body.get("response_format")
+        if not isinstance(rf, dict) or rf.get("type") not in ("json_schema", "json_object"):
+            return False, None
+        if rf["type"] == "json_schema":
+            return True, (rf.get("json_schema") or {}).get("schema")
+        return True, rf.get("schema") or _schema_in(messages)
+    fmt = body.get("format")
+    if isinstance(fmt, dict):
+        return True, fmt
+    return (True, _schema_in(messages)) if fmt == "json" else (False, None)
+
+
+def _answered(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The tool result the model should now use: the last turn other than a user turn, when it is a tool turn
+    that is not an error report (after an error a model calls the tool again)."""
+    for m in reversed(messages):
+        if m.get("role") != "user":
+            ok = m.get("role") == "tool" and not _text(m.get("content")).startswith("Error")
+            return m if ok else None
+    return None
+
+
+def _tool_call(openai: bool, body: dict[str, Any], messages: list[dict[str, Any]], seed: str) -> dict[str, Any] | None:
+    """The call to make ({"id", "name", "arguments": dict}), or None to answer in text."""
+    tools = [t.get("function", t) for t in body.get("tools") or [] if isinstance(t, dict)]
+    if not tools:
+        return None
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) or choice == "required"
+    if choice == "none" or (not forced and _answered(messages) is not None):
+        return None
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else tools[0].get("name")
+    tool = next((t for t in tools if t.get("name") == name), tools[0])
+    args = _instance(tool.get("parameters") or {"type": "object"}, seed + tool.get("name", ""))
+    from providers.schema_data import seed_for
+
+    return {"id": f"call_fake{seed_for(seed) % 10**8:08d}", "name": tool.get("name"), "arguments": args}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -355,11 +430,25 @@ class _Handler(BaseHTTPRequestHandler):
             prompt = _text(users[-1].get("content")) if users else ""
             prompt_tokens = sum(count_words(_text(m.get("content"))) for m in messages)
         text = owner.reply.replace("{prompt}", prompt).replace("{model}", model)
-        usage = (prompt_tokens, count_words(text))
+        call = None
+        if path != "/api/generate":
+            call = _tool_call(openai, body, messages, f"{model}\x1f{prompt}\x1f{len(messages)}")
+            json_wanted, schema = _wanted_schema(openai, body, messages)
+            if call is not None and kind == "tool-invalid":
+                call = {**call, "arguments": "{not json"} if openai else {**call, "name": "no_such_tool"}
+            if call is not None:
+                text = ""
+            elif kind == "json-invalid":
+                text = _INVALID_JSON
+            elif json_wanted:
+                text = json.dumps(_instance(schema, f"{model}\x1f{prompt}")) if schema is not None else "{}"
+            elif body.get("tools") and (done := _answered(messages)) is not None:
+                text += f" (tool said: {_text(done.get('content'))})"
+        usage = (prompt_tokens, count_words(text) + (count_words(json.dumps(call["arguments"])) if call else 0))
         if openai:
-            self._openai(body, model, text, usage, stream, kind)
+            self._openai(body, model, text, usage, stream, kind, call)
         else:
-            self._ollama("response" if path == "/api/generate" else "message", model, text, usage, stream, kind)
+            self._ollama("response" if path == "/api/generate" else "message", model, text, usage, stream, kind, call)
 
     def _error(self, openai: bool, status: int, message: str, model: str,
                headers: Iterable[tuple[str, str]] = (), code: str | None = None) -> None:
@@ -378,16 +467,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ OpenAI
     def _openai(self, body: dict[str, Any], model: str, text: str, usage: tuple[int, int],
-                stream: bool, kind: str) -> None:
+                stream: bool, kind: str, call: dict[str, Any] | None = None) -> None:
         owner = self.server.owner
         cid, created = f"chatcmpl-fake{owner._next_id():06d}", int(time.time())
         usage_obj = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+        args = None
+        if call is not None:
+            args = call["arguments"] if isinstance(call["arguments"], str) else json.dumps(call["arguments"])
+        finish = "tool_calls" if call is not None else "stop"
         if not stream:
             if kind == "malformed-json":
                 return self._send(200, b'{"id": "' + cid.encode() + b'", "choices": [{"message": ')
+            message: dict[str, Any] = {"role": "assistant", "content": text if call is None else None}
+            if call is not None:
+                message["tool_calls"] = [{"id": call["id"], "type": "function",
+                                          "function": {"name": call["name"], "arguments": args}}]
             choices = [] if kind == "no-choices" else [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                 "finish_reason": "stop"}]
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]
             data = _dumps({"id": cid, "object": "chat.completion", "created": created, "model": model,
                            "choices": choices, "usage": usage_obj, "system_fingerprint": "fp_fake"})
             if kind == "cut-stream":
@@ -413,16 +509,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stream(itertools.chain(first, (delta({"content": " more"}) for _ in itertools.count())),
                                 "text/event-stream; charset=utf-8", pause=self.endless)
         else:
-            events = [delta({"role": "assistant", "content": ""})]
+            events = [delta({"role": "assistant", "content": "" if call is None else None})]
             events += [delta({"content": piece}) for piece in _split(text, owner.chunks)]
-            events.append(delta({}, "stop"))
+            if call is not None and args is not None:
+                half = len(args) // 2
+                events.append(delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                     "function": {"name": call["name"], "arguments": ""}}]}))
+                for piece in (args[:half], args[half:]):
+                    events.append(delta({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+            events.append(delta({}, finish))
             if include_usage:
                 events.append(chunk([], usage=usage_obj))
         events.append(b"data: [DONE]\n\n")
         self._stream(events, "text/event-stream; charset=utf-8", cut=kind == "cut-stream")
 
     # ------------------------------------------------------------------ Ollama
-    def _ollama(self, field: str, model: str, text: str, usage: tuple[int, int], stream: bool, kind: str) -> None:
+    def _ollama(self, field: str, model: str, text: str, usage: tuple[int, int], stream: bool, kind: str,
+                call: dict[str, Any] | None = None) -> None:
         owner = self.server.owner
         created_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
 
@@ -430,6 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
             out: dict[str, Any] = {"model": model, "created_at": created_at}
             if kind != "no-choices":
                 out[field] = {"role": "assistant", "content": piece} if field == "message" else piece
+                if call is not None and field == "message" and (done if not stream else not done):
+                    out[field]["tool_calls"] = [{"function": {"name": call["name"], "arguments": call["arguments"]}}]
             out["done"] = done
             if done:
                 out.update(done_reason="stop", total_duration=1_500_000 + 1000 * sum(usage),
@@ -454,7 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stream((_dumps(obj(p, False)) + b"\n" for p in pieces), "application/x-ndjson",
                                 pause=self.endless)
         else:
-            events = [_dumps(obj(p, False)) + b"\n" for p in _split(text, owner.chunks)]
+            events = [_dumps(obj(p, False)) + b"\n" for p in (_split(text, owner.chunks) or ([""] if call else []))]
             events.append(_dumps(obj("", True)) + b"\n")
         self._stream(events, "application/x-ndjson", cut=kind == "cut-stream")
 
