@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from contract import ProviderContract
+from contract import ProviderContract, StructuredContract
 from providers import InvalidRequestError
 from theory_modal.adapters import (
     AdapterProvider,
@@ -20,7 +20,7 @@ from theory_modal.adapters import (
 from theory_modal.catalog import ProcessorRefError
 
 
-class TestLocalAdapterMock(ProviderContract):
+class TestLocalAdapterMock(ProviderContract, StructuredContract):
     provider_name = "mock"
 
     @pytest.fixture
@@ -31,7 +31,7 @@ class TestLocalAdapterMock(ProviderContract):
         return f"mock reply to: {prompt}"
 
 
-class TestLocalAdapterLiteLLMSmoke(ProviderContract):
+class TestLocalAdapterLiteLLMSmoke(ProviderContract, StructuredContract):
     provider_name = "litellm"
     stream_usage_equals_chat = False  # LiteLLM's mock: fixed usage for chat, counted for streams
 
@@ -43,7 +43,7 @@ class TestLocalAdapterLiteLLMSmoke(ProviderContract):
         return f"smoke reply from openai/gpt-4o-mini: {prompt}"
 
 
-class TestLocalAdapterLiteLLMLiveAgainstFakeOpenAI(ProviderContract):
+class TestLocalAdapterLiteLLMLiveAgainstFakeOpenAI(ProviderContract, StructuredContract):
     provider_name = "litellm"
 
     @pytest.fixture

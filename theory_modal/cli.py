@@ -67,6 +67,18 @@ def _parse_attach(values: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
+def _json_file(path: str | None, flag: str) -> Any:
+    """The JSON in ``path`` (for --schema / --history), or BadInput naming the flag and the problem."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise BadInput(f"{flag} {path}: not valid JSON ({exc})") from None
+
+
 def _summary_line(resp: dict[str, Any], mode: str) -> str:
     u = resp["usage"]
     cost = "cost unknown" if u["usd_micros"] is None else f"${u['usd_micros'] / 1e6:.6f}"
@@ -95,8 +107,12 @@ def cli() -> None:
 @click.option("--stream", is_flag=True, help="Print the reply as it arrives.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the response as JSON; errors become one JSON object on stderr.")
+@click.option("--schema", "schema_file", default=None, metavar="FILE.json",
+              help="JSON Schema the reply must validate against; prints the validated data.")
+@click.option("--history", "history_file", default=None, metavar="FILE.json",
+              help="The conversation before the prompt: a JSON list of {role, content} turns.")
 def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, options, attach, system, temperature,
-        max_tokens, stream, as_json):
+        max_tokens, stream, as_json, schema_file, history_file):
     """Run one processor once on PROMPT (defaults: llm/litellm@1, local adapter, smoke mode, "Hello").
 
     With no PROMPT, or PROMPT "-", the prompt is read from stdin: echo "Hi" | theory-modal run --ref llm/mock@1.
@@ -116,6 +132,10 @@ def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, op
         payload["options"] = opts
     if attach:
         payload["attachments"] = _parse_attach(attach)
+    for key, value in (("output_schema", _json_file(schema_file, "--schema")),
+                       ("history", _json_file(history_file, "--history"))):
+        if value is not None:
+            payload[key] = value
     from theory_modal.wire import Request
 
     Request.from_dict(payload)  # the wire checks (prompt, options, mode) before the adapter and any import
@@ -132,7 +152,7 @@ def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, op
     else:
         resp = runner.run(proc.ref, payload)
         if not as_json:
-            click.echo(resp["text"])
+            click.echo(json.dumps(resp["data"], ensure_ascii=False) if "data" in resp else resp["text"])
     if as_json:
         click.echo(json.dumps(resp, ensure_ascii=False))
     else:

@@ -39,6 +39,7 @@ def _call_args(payload: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
         kwargs["model"] = req.model
     if req.attachments:
         kwargs["attachments"] = req.decoded_attachments()
+    kwargs.update(req.chat_kwargs())
     return req, kwargs
 
 

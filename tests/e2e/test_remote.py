@@ -9,7 +9,7 @@ import time
 import pytest
 from e2e_settings import ROOT, SENTINEL
 
-from contract import PROMPT, ProviderContract
+from contract import PROMPT, ProviderContract, StructuredContract
 from providers import ProviderError, RateLimitError
 from theory_modal.adapters import (
     AdapterProvider,
@@ -26,7 +26,7 @@ def _strip(resp: dict) -> dict:
     return out
 
 
-class TestModalAdapterMock(ProviderContract):
+class TestModalAdapterMock(ProviderContract, StructuredContract):
     provider_name = "mock"
 
     @pytest.fixture
@@ -37,7 +37,7 @@ class TestModalAdapterMock(ProviderContract):
         return f"mock reply to: {prompt}"
 
 
-class TestModalAdapterLiteLLMLive(ProviderContract):
+class TestModalAdapterLiteLLMLive(ProviderContract, StructuredContract):
     """LiteLLM in live mode inside containers: the key and base URL come only from the emulator's secret."""
 
     provider_name = "litellm"

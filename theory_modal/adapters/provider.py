@@ -1,5 +1,8 @@
 """The LLMProvider contract over an adapter: code written against ``chat``/``stream_chat`` runs a processor
-locally or on a deployed app, unchanged."""
+locally or on a deployed app, unchanged.
+
+``history``, ``tools``, ``tool_choice``, ``output_retries`` and ``output_schema`` travel as wire fields; a
+pydantic ``output_schema`` travels as its JSON Schema and ``reply.data`` is rebuilt as an instance here."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from theory_modal.adapters.base import Adapter
 from theory_modal.catalog import resolve
 
 __all__ = ["AdapterProvider"]
+
+#: Keyword arguments of ``chat`` that are request fields of their own on the wire, not generation options.
+_STRUCTURE = ("history", "output_schema", "tools", "tool_choice", "output_retries")
 
 
 class AdapterProvider:
@@ -30,26 +36,43 @@ class AdapterProvider:
     def _payload(self, prompt: Any, model: str | None, attachments: Any, options: dict[str, Any]) -> dict[str, Any]:
         from providers.request import check_attachments
 
+        structure = {k: options.pop(k) for k in _STRUCTURE if k in options}
         payload: dict[str, Any] = {"prompt": prompt, "mode": self.mode, "model": model or self.model_default}
         if options:
             payload["options"] = options
         atts = check_attachments(attachments)
         if atts:
             payload["attachments"] = [a.to_dict() for a in atts]
+        schema = structure.get("output_schema")
+        if isinstance(schema, type) and callable(getattr(schema, "model_json_schema", None)):
+            structure["output_schema"] = schema.model_json_schema()
+        if isinstance(structure.get("tools"), (list, tuple)):
+            structure["tools"] = [
+                {**t, "parameters": t["parameters"].model_json_schema()}
+                if isinstance(t, dict) and callable(getattr(t.get("parameters"), "model_json_schema", None)) else t
+                for t in structure["tools"]
+            ]
+        if structure.get("history") is not None and not isinstance(structure["history"], (str, bytes, dict)):
+            structure["history"] = list(structure["history"])  # any Sequence -> a JSON list
+        payload.update({k: v for k, v in structure.items() if v is not None})
         return payload
 
     @staticmethod
-    def _reply(resp: dict[str, Any]):
+    def _reply(resp: dict[str, Any], output_schema: Any = None):
         from providers.contract import LLMReply
 
-        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"})
+        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"}, output_schema=output_schema)
 
     def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
-        return self._reply(self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)))
+        schema = options.get("output_schema")
+        return self._reply(
+            self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)), schema
+        )
 
     def stream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         from providers.streams import ChatStream
 
+        schema = options.get("output_schema")
         run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
 
         def gen():
@@ -57,15 +80,16 @@ class AdapterProvider:
                 yield from run
             finally:
                 run.close()
-            return self._reply(run.response)
+            return self._reply(run.response, schema)
 
         return ChatStream(gen())
 
     async def achat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
 
+        schema = options.get("output_schema")
         payload = self._payload(prompt, model, attachments, options)
-        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload))
+        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload), schema)
 
     def astream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
