@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv smoke test bench lock clean
+.PHONY: venv smoke test test-llama bench lock clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ smoke: $(STAMP)          ## the main job on its embedded default: llm/litellm@1,
 
 test: $(STAMP)           ## the whole hermetic test suite
 	$(PY) -m pytest -q
+
+test-llama: $(STAMP)     ## the real-model test: LLAMA_SERVER=... SMOLLM2_GGUF=... (README, Development)
+	$(PY) -m pytest -q -m llama tests/llama
 
 bench: $(STAMP)          ## benchmarks (bench/README.md); `make bench ARGS=--quick` for the CI-sized run
 	$(PY) -m bench $(ARGS)

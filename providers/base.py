@@ -78,6 +78,8 @@ def build_request(
 
 def _openai_turn(turn: dict[str, Any]) -> dict[str, Any]:
     out = dict(turn)
+    if out.get("content") is None:
+        out.pop("content", None)  # an assistant turn that only calls tools: no content key, as LiteLLM sends it
     if turn.get("tool_calls"):
         out["tool_calls"] = [
             {

@@ -151,7 +151,7 @@ histories = st.one_of(st.lists(turns, max_size=6), st.text(max_size=3), st.none(
 def _expected_order(history, system, prompt):
     out = [{"role": "system", "content": system}] if system else []
     for t in history or []:
-        m = {k: v for k, v in t.items()}
+        m = {k: v for k, v in t.items() if not (k == "content" and v is None)}
         if "tool_calls" in m:
             m["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
                 "name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in m["tool_calls"]]
