@@ -1,13 +1,13 @@
 """Provider errors: a shallow hierarchy under RuntimeError, so the seed contract (``RuntimeError``) holds.
 
-Every message says what went wrong and what to do about it, and never contains a secret: messages built from
-upstream text go through :func:`redact` first.
+Every message says what went wrong and what to do about it, and never contains a secret: every message is
+passed through :func:`providers.redact.redact` when the error is built and again by :meth:`ProviderError.to_dict`,
+so a code path that forgets to redact upstream text still cannot leak a key the process knows.
 """
 
 from __future__ import annotations
 
-import os
-import re
+from providers.redact import REDACTED, redact
 
 __all__ = [
     "ProviderError",
@@ -22,6 +22,7 @@ __all__ = [
     "UnknownProviderError",
     "MissingDependencyError",
     "redact",
+    "REDACTED",
 ]
 
 
@@ -41,6 +42,7 @@ class ProviderError(RuntimeError):
         status_code: int | None = None,
         attempts: int | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
@@ -48,13 +50,20 @@ class ProviderError(RuntimeError):
         self.status_code = status_code
         self.attempts = attempts
 
+    def __str__(self) -> str:
+        # Redacted again at output time: code that rewrites ``message``/``args`` later cannot bypass it.
+        return redact(self.args[0] if self.args else self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
     def to_dict(self) -> dict:
-        """JSON-safe form for batch output and for crossing the Modal boundary."""
-        out = {"type": type(self).__name__, "kind": self.kind, "message": self.message}
+        """JSON-safe form for batch output and for crossing the Modal boundary (redacted field by field)."""
+        out = {"type": type(self).__name__, "kind": self.kind, "message": redact(self.message)}
         for key in ("provider", "model", "status_code", "attempts"):
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = redact(value) if isinstance(value, str) else value
         return out
 
 
@@ -127,7 +136,7 @@ class UnknownProviderError(ProviderError, KeyError):
     kind = "unknown_provider"
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        return redact(self.message)
 
 
 class MissingDependencyError(ProviderError):
@@ -162,37 +171,3 @@ def error_from_dict(data: dict) -> ProviderError:
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
     return cls(str(data.get("message", "")), **kwargs)
-
-
-# --------------------------------------------------------------------------------------------- secret redaction
-_SECRET_ENV_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
-# Well-known key shapes: OpenAI/Anthropic style sk-..., bearer tokens, and key=... query parameters.
-_KEY_PATTERNS = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
-    re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+"),
-)
-REDACTED = "[REDACTED]"
-
-
-def _secret_values(extra: tuple[str | None, ...]) -> list[str]:
-    values = [v for v in extra if v and len(v) >= 6]
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and name.upper().endswith(_SECRET_ENV_SUFFIXES):
-            values.append(value)
-    # Longest first, so a key that contains another is replaced whole.
-    return sorted(set(values), key=len, reverse=True)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets from ``text``: the given values, every env var that looks like a key, and key-shaped
-    substrings. Used on every upstream message before it reaches an exception, a log line or a reply."""
-    for value in _secret_values(secrets):
-        if value in text:
-            text = text.replace(value, REDACTED)
-    for pattern in _KEY_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-        else:
-            text = pattern.sub(REDACTED, text)
-    return text

@@ -37,6 +37,8 @@ from providers.errors import (
 )
 from providers.deadline import Deadline, check_timeout, enter, leave
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, base_url, map_litellm_error
+from providers.model_names import check_inferred_provider
+from providers.redact import install_log_redaction, remember_secret
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call, until
 from providers.streams import AsyncChatStream, ChatStream
@@ -49,6 +51,11 @@ log = logging.getLogger("providers.litellm")
 
 DEFAULT_OLLAMA_BASE = "http://localhost:11434"
 DEFAULT_TIMEOUT_S = 60.0
+#: Loggers that may carry upstream text or request details: theirs and ours.
+_REDACTED_LOGGERS = (
+    "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "openai._base_client", "httpx", "httpcore",
+    "httpcore.http11", "httpcore.connection", "providers.litellm", "providers.retry",
+)
 
 _litellm = None
 _load_lock = threading.Lock()
@@ -80,6 +87,9 @@ def load_litellm():
             from providers.deadline_http import install
 
             install(litellm)  # sync socket waits end by the call's deadline (an empty pool: no connection yet)
+            # LiteLLM logs whole upstream error bodies at DEBUG (a key the upstream echoes included), and a
+            # host may turn DEBUG on: every record of these loggers is redacted before any handler sees it.
+            install_log_redaction(*_REDACTED_LOGGERS)
             _litellm = litellm
     return _litellm
 
@@ -142,6 +152,7 @@ class LiteLLMProvider:
         self.model_default = check_model(model_default, "openai/gpt-4o-mini")
         self.api_base = api_base
         self._api_key = api_key  # private: never in repr, logs or errors
+        remember_secret(api_key, owner=self)  # every redact() removes it while this provider lives
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
         self.smoke = bool(smoke)
@@ -163,7 +174,10 @@ class LiteLLMProvider:
         return Target(model, llm_provider, bare, api_base, self._api_key)
 
     def _check_provider(self, t: Target) -> None:
-        """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network)."""
+        """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network); a
+        bare name's inferred provider must be one the grammar vets."""
+        if "/" not in t.model:
+            check_inferred_provider(t.model, t.llm_provider)
         if "/" in t.model and t.llm_provider not in load_litellm().provider_list:
             raise InvalidRequestError(
                 f"unknown provider prefix '{t.llm_provider}' in model '{t.model}': use a LiteLLM provider prefix "

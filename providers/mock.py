@@ -108,7 +108,7 @@ class MockProvider:
     ) -> LLMReply:
         mock_error = options.pop("mock_error", None)
         prompt = check_prompt(prompt)
-        model = check_model(model, self.model_default)
+        model = check_model(model, self.model_default, provider=self.name)
         atts = check_attachments(attachments)
         options = check_options(options)
         self.calls.append({"prompt": prompt, "model": model, "options": options, "attachments": [a.name for a in atts]})

@@ -7,6 +7,9 @@ Deploy-time settings (read here at import, and baked into the image so container
 see shared/notes/modal.md §7):
 
 - ``THEORY_MODAL_APP``: the app name (default ``theory``).
+- ``THEORY_MODAL_ALLOWED_MODELS``: comma-separated glob patterns of the models the functions serve, e.g.
+  ``openai/gpt-4o-mini,ollama_chat/*``; unset or empty serves any model the grammar accepts
+  (:mod:`theory_modal.allowlist`).
 - ``THEORY_MODAL_SECRETS``: comma-separated Modal Secret names attached to every function, e.g.
   ``openai-secret,anthropic-secret``. Empty by default: the mock and Ollama need no key.
 """
@@ -20,11 +23,15 @@ from typing import Any
 import modal
 
 from theory_modal import handlers
+from theory_modal.allowlist import ENV_VAR as ALLOWED_MODELS_ENV
+from theory_modal.allowlist import allowed_patterns
 from theory_modal.catalog import PROCESSORS, Processor, Serving
 
-__all__ = ["app", "image", "APP_NAME", "SECRET_NAMES", "FUNCTIONS", "LITELLM_REQUIREMENT"]
+__all__ = ["app", "image", "APP_NAME", "ALLOWED_MODELS", "SECRET_NAMES", "FUNCTIONS", "LITELLM_REQUIREMENT"]
 
 APP_NAME = os.environ.get("THEORY_MODAL_APP", "theory").strip() or "theory"
+#: The deployment's model allow-list, as read at deploy time (containers see the same value in their env).
+ALLOWED_MODELS: tuple[str, ...] = allowed_patterns()
 SECRET_NAMES: tuple[str, ...] = tuple(
     n.strip() for n in os.environ.get("THEORY_MODAL_SECRETS", "").split(",") if n.strip()
 )
@@ -40,6 +47,7 @@ image = (
             "LITELLM_OFFLINE_MODE": "true",  # no Hugging Face tokenizer download stalling the first stream
             "THEORY_MODAL_APP": APP_NAME,
             "THEORY_MODAL_SECRETS": ",".join(SECRET_NAMES),
+            ALLOWED_MODELS_ENV: ",".join(ALLOWED_MODELS),
         }
     )
     # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from providers import LLMProvider, get_llm_provider
+from providers.registry import default_models
+from theory_modal.allowlist import check_allowed
 from theory_modal.wire import STREAM_END, Request, response_dict
 
 __all__ = ["run_chat", "run_stream", "provider_for"]
@@ -32,8 +34,12 @@ def provider_for(provider: str, mode: str) -> LLMProvider:
         return _providers[key]
 
 
-def _call_args(payload: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
-    req = Request.from_dict(payload)
+def _call_args(provider: str, payload: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+    """Validate the payload (model grammar of this provider) and enforce the deployment's allow-list on the
+    model the call will really use (the provider's default when the payload names none)."""
+    req = Request.from_dict(payload, provider=provider)
+    check_allowed(req.model or getattr(provider_for(provider, req.mode), "model_default", None)
+                  or default_models.get(provider, ""))
     kwargs: dict[str, Any] = dict(req.options)
     if req.model is not None:
         kwargs["model"] = req.model
@@ -44,14 +50,14 @@ def _call_args(payload: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
 
 def run_chat(ref: str, provider: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Validate, call the provider, return the response dict. Errors propagate (Modal keeps their type)."""
-    req, kwargs = _call_args(payload)
+    req, kwargs = _call_args(provider, payload)
     reply = provider_for(provider, req.mode).chat(req.prompt, **kwargs)
     return response_dict(ref, reply.to_dict())
 
 
 def run_stream(ref: str, provider: str, payload: dict[str, Any]) -> Iterator[str | dict[str, Any]]:
     """Yield ``str`` chunks, then ``{STREAM_END: response dict}`` with the final usage."""
-    req, kwargs = _call_args(payload)
+    req, kwargs = _call_args(provider, payload)
     stream = provider_for(provider, req.mode).stream_chat(req.prompt, **kwargs)
     yield from stream
     yield {STREAM_END: response_dict(ref, stream.reply.to_dict())}

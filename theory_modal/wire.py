@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.attachments import Attachment
+from providers.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_TOTAL_BYTES, Attachment, check_dict
 from providers.errors import InvalidRequestError, ProviderError, redact
-from providers.request import check_options
+from providers.request import check_model, check_options
 
 __all__ = [
     "MODES",
@@ -37,8 +37,13 @@ class Request:
     mode: str = "smoke"
 
     @classmethod
-    def from_dict(cls, data: object) -> Request:
-        """Validate a payload; errors name the field (``request.prompt``, ``request.options.temperature``, ...)."""
+    def from_dict(cls, data: object, *, provider: str | None = None) -> Request:
+        """Validate a payload; errors name the field (``request.prompt``, ``request.options.temperature``, ...).
+
+        ``provider`` (the processor's) selects the model grammar: LiteLLM's ``<provider>/<name>``, or the
+        name rules only for providers that name their own models. Attachments are checked in their JSON form
+        (shape, per-item and total size from the base64 length) without decoding, so an adapter refuses an
+        oversized payload before shipping it."""
         if not isinstance(data, dict):
             raise InvalidRequestError(f"request must be a JSON object, got {type(data).__name__}")
         unknown = set(data) - {"prompt", "model", "options", "attachments", "mode"}
@@ -50,8 +55,11 @@ class Request:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequestError("request.prompt must be a non-empty string")
         model = data.get("model")
-        if model is not None and (not isinstance(model, str) or not model.strip() or " " in model):
-            raise InvalidRequestError(f"request.model must be a model string such as 'openai/gpt-4o-mini', got {model!r}")
+        if model is not None:
+            try:
+                model = check_model(model, provider=provider or "")
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(f"request.model must be a model string such as 'openai/gpt-4o-mini': {exc}") from None
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise InvalidRequestError(f"request.options must be an object, got {type(options).__name__}")
@@ -65,9 +73,17 @@ class Request:
         attachments = data.get("attachments") or []
         if not isinstance(attachments, (list, tuple)):
             raise InvalidRequestError("request.attachments must be a list of {name, mime, data_b64} objects")
+        total = 0
         for i, a in enumerate(attachments):
-            if not isinstance(a, dict) or not isinstance(a.get("data_b64"), str) or not isinstance(a.get("name"), str):
-                raise InvalidRequestError(f"request.attachments[{i}] must be an object with 'name', 'mime' and 'data_b64'")
+            try:
+                total += check_dict(a, max_bytes=DEFAULT_MAX_BYTES)
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(f"request.attachments[{i}]: {exc}") from None
+        if total > DEFAULT_MAX_TOTAL_BYTES:
+            raise InvalidRequestError(
+                f"request.attachments total about {total // (1024 * 1024)} MiB, over the "
+                f"{DEFAULT_MAX_TOTAL_BYTES // (1024 * 1024)} MiB limit per request: send fewer or smaller files"
+            )
         return cls(prompt, model, dict(options), tuple(dict(a) for a in attachments), mode)
 
     def to_dict(self) -> dict[str, Any]:

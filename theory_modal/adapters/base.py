@@ -63,7 +63,8 @@ class Adapter:
     name = "adapter"
 
     def _prepare(self, ref: str, payload: dict[str, Any]) -> tuple[Processor, dict[str, Any]]:
-        return resolve(ref), Request.from_dict(payload).to_dict()
+        p = resolve(ref)
+        return p, Request.from_dict(payload, provider=p.provider).to_dict()
 
     def run(self, ref: str, payload: dict[str, Any]) -> dict[str, Any]:
         p, body = self._prepare(ref, payload)
@@ -78,7 +79,7 @@ class Adapter:
         prepared: list[tuple[int, dict[str, Any] | None, BaseException | None]] = []
         for i, payload in enumerate(payloads):
             try:
-                prepared.append((i, Request.from_dict(payload).to_dict(), None))
+                prepared.append((i, Request.from_dict(payload, provider=p.provider).to_dict(), None))
             except InvalidRequestError as exc:
                 prepared.append((i, None, exc))
         valid = [(i, body) for i, body, _ in prepared if body is not None]

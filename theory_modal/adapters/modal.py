@@ -9,7 +9,13 @@ from typing import Any
 
 from theory_modal.adapters.base import Adapter, AdapterError
 
-__all__ = ["ModalAdapter", "ModalCredentialsError", "ModalNotDeployedError", "ModalUnreachableError"]
+__all__ = [
+    "ModalAdapter",
+    "ModalCredentialsError",
+    "ModalFunctionTimeoutError",
+    "ModalNotDeployedError",
+    "ModalUnreachableError",
+]
 
 
 class ModalCredentialsError(AdapterError):
@@ -22,6 +28,25 @@ class ModalNotDeployedError(AdapterError):
 
 class ModalUnreachableError(AdapterError):
     kind = "modal_unreachable"
+
+
+class ModalFunctionTimeoutError(AdapterError):
+    """The function ran past its Modal ``timeout`` and Modal stopped it (not a control-plane problem)."""
+
+    kind = "modal_function_timeout"
+
+
+def _timeout_of(function: str, message: str) -> str:
+    """The function's timeout for the message: the catalogue's setting, else the figure Modal reported."""
+    import re
+
+    from theory_modal.catalog import PROCESSORS
+
+    for p in PROCESSORS:
+        if function in (p.chat_function, p.stream_function):
+            return f"{p.serving.timeout}s"
+    m = re.search(r"(\d+(?:\.\d+)?)\s*s(?:ec|econds)?\b", message)
+    return f"{m.group(1)}s" if m else "its configured"
 
 
 class ModalAdapter(Adapter):
@@ -67,6 +92,11 @@ class ModalAdapter(Adapter):
             return ModalNotDeployedError(
                 f"Modal app '{self.app_name}' has no function '{function}' in {env}: deploy it with "
                 "`modal deploy deploy.py`."
+            )
+        if isinstance(exc, mx.FunctionTimeoutError):  # a subclass of mx.TimeoutError: test it first
+            return ModalFunctionTimeoutError(
+                f"Modal function '{function}' (app '{self.app_name}') ran past its {_timeout_of(function, str(exc))} "
+                "timeout and was stopped: send less work per call, or raise the function's timeout and redeploy."
             )
         if isinstance(exc, (mx.ConnectionError, TimeoutError, mx.TimeoutError)):
             return ModalUnreachableError(
@@ -153,4 +183,14 @@ class ModalAdapter(Adapter):
             return iter(())
         fn = self._function(function)
         # Modal scales out across containers; ``concurrency`` is a local-adapter knob only.
-        return fn.map(bodies, return_exceptions=True, order_outputs=True)
+        return self._translated(fn.map(bodies, return_exceptions=True, order_outputs=True), function)
+
+    def _translated(self, results: Iterator[Any], function: str) -> Iterator[Any]:
+        """Per-item failures get the same one-line translation as single calls (a timeout is named as one)."""
+        try:
+            for result in results:
+                yield self._translate(result, function) if isinstance(result, BaseException) else result
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
