@@ -1,14 +1,44 @@
-"""The in-process adapter: the Modal function objects' ``.local()``. No network, no Modal token."""
+"""The in-process adapter: the Modal function objects' ``.local()``. No network, no Modal token.
+
+The functions are async (as in a container), so this adapter runs them on one event loop of its own, in a
+daemon thread shared by every LocalAdapter of the process: provider clients bound to a loop (LiteLLM's async
+HTTP clients) stay valid from call to call, and sync callers never nest event loops.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from theory_modal.adapters.base import Adapter
 
 __all__ = ["LocalAdapter"]
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="theory-modal-local-loop", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def _submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop())
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return _submit(coro).result()
 
 
 class LocalAdapter(Adapter):
@@ -22,19 +52,35 @@ class LocalAdapter(Adapter):
         return FUNCTIONS[function]
 
     def _call(self, function: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._fn(function).local(body)
+        return _run(self._fn(function).local(body))
 
     def _call_gen(self, function: str, body: dict[str, Any]) -> Iterator[Any]:
-        return self._fn(function).local(body)
+        agen = self._fn(function).local(body)
+        try:
+            while True:
+                try:
+                    event = _run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            _run(agen.aclose())  # closing the stream closes the provider's stream, on the loop that runs it
 
     def _map(self, function: str, bodies: list[dict[str, Any]], concurrency: int) -> Iterator[Any]:
         fn = self._fn(function)
+        limit = asyncio.Semaphore(max(1, concurrency))
 
-        def one(body: dict[str, Any]) -> Any:
-            try:
-                return fn.local(body)
-            except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
-                return exc
+        async def one(body: dict[str, Any]) -> Any:
+            async with limit:
+                try:
+                    return await fn.local(body)
+                except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
+                    return exc
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            yield from pool.map(one, bodies)
+        futures = [_submit(one(body)) for body in bodies]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
