@@ -186,3 +186,32 @@ def test_secret_names_and_app_name_come_from_the_environment_and_are_baked_into_
 def test_importing_the_app_does_not_import_litellm():
     got = _import_in_subprocess({}, "import json, sys; import theory_modal.app; print(json.dumps('litellm' in sys.modules))")
     assert got is False
+
+
+_WARM_PROBE = (
+    "import json, os, sys, threading\n"
+    "import modal\n"
+    "modal.is_local = lambda: False  # as inside a container\n"
+    "import theory_modal.app\n"
+    "links = []\n"
+    "for fd in os.listdir('/proc/self/fd'):\n"
+    "    try: links.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+    "    except OSError: pass\n"
+    "enc = list(sys.modules['tiktoken.registry'].ENCODINGS) if 'tiktoken.registry' in sys.modules else []\n"
+    "print(json.dumps({'litellm': 'litellm' in sys.modules, 'encodings': enc,\n"
+    "                  'threads': [t.name for t in threading.enumerate()],\n"
+    "                  'sockets': [l for l in links if l.startswith('socket')]}))\n"
+)
+
+
+def test_litellm_containers_warm_the_tokenizer_at_import_leaving_no_thread_or_socket():
+    """Before the memory snapshot: litellm imported and its tokenizer loaded, and nothing that must differ
+    per container (threads, sockets) created."""
+    got = _import_in_subprocess({"THEORY_MODAL_IMAGE": "litellm"}, _WARM_PROBE)
+    assert got["litellm"] is True and got["encodings"], got
+    assert got["threads"] == ["MainThread"] and got["sockets"] == []
+
+
+def test_mock_containers_never_import_litellm():
+    got = _import_in_subprocess({"THEORY_MODAL_IMAGE": "mock"}, _WARM_PROBE)
+    assert got["litellm"] is False and got["threads"] == ["MainThread"]
