@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,9 @@ async def mock_chat(payload: dict) -> dict:
 @app.function(image=mock_image, timeout=MOCK.serving.timeout, **COMMON)
 @modal.concurrent(max_inputs=MOCK.serving.max_inputs)
 async def mock_stream(payload: dict) -> AsyncIterator[dict]:
-    async for event in handlers.stream(MOCK.ref, MOCK.provider, payload):
-        yield event
+    async with aclosing(handlers.stream(MOCK.ref, MOCK.provider, payload)) as events:  # closing this closes it
+        async for event in events:
+            yield event
 
 
 # ---------------------------------------------------------------------------------------------- litellm
@@ -140,8 +142,9 @@ async def litellm_chat(payload: dict) -> dict:
 @app.function(image=litellm_image, timeout=LITELLM.serving.timeout, **COMMON)
 @modal.concurrent(max_inputs=LITELLM.serving.max_inputs)
 async def litellm_stream(payload: dict) -> AsyncIterator[dict]:
-    async for event in handlers.stream(LITELLM.ref, LITELLM.provider, payload):
-        yield event
+    async with aclosing(handlers.stream(LITELLM.ref, LITELLM.provider, payload)) as events:  # closing this closes it
+        async for event in events:
+            yield event
 
 
 #: Function name -> Modal function. A test checks it names exactly the catalogue's functions.
