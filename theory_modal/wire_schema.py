@@ -1,7 +1,8 @@
 """The JSON Schema of the wire format (``docs/wire.md`` prints it; tests check every path against it).
 
 ``SCHEMA["$defs"]`` has one definition per shape: ``Request``, ``Response``, ``Usage``, ``Error``,
-``StreamEvent`` (``StartEvent`` | ``DeltaEvent`` | ``DoneEvent``) and ``MapItem``. :func:`validate` checks
+``StreamEvent`` (``StartEvent`` | ``DeltaEvent`` | ``DoneEvent``), ``MapItem`` (adapters' ``map``) and
+``BatchLine`` (``theory-modal batch`` output). :func:`validate` checks
 a value against one of them (it imports ``jsonschema``, a declared dependency, on first use).
 """
 
@@ -25,6 +26,13 @@ _RESPONSE_PROPS: dict[str, Any] = {
     "finish_reason": {"type": ["string", "null"]},
     "data": {"description": "the validated structured output, when an output_schema was given"},
     "tool_calls": {"type": "array"},
+}
+
+#: What identifies a batch line: its 1-based input line, the input's own id, and the fingerprint of what it asked.
+_BATCH_KEYS: dict[str, Any] = {
+    "line": {"type": "integer", "minimum": 1},
+    "id": {},
+    "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
 }
 
 SCHEMA: dict[str, Any] = {
@@ -127,6 +135,23 @@ SCHEMA: dict[str, Any] = {
                         "mode": _MODE,
                         "error": {"$ref": "#/$defs/Error"},
                     },
+                },
+            ]
+        },
+        "BatchLine": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["line", "fingerprint", *_RESPONSE_REQUIRED],
+                    "additionalProperties": False,
+                    "properties": {**_BATCH_KEYS, **_RESPONSE_PROPS},
+                },
+                {
+                    "type": "object",
+                    "required": ["line", "fingerprint", "ref", "mode", "error"],
+                    "additionalProperties": False,
+                    "properties": {**_BATCH_KEYS, "ref": {"type": "string"}, "mode": _MODE,
+                                   "error": {"$ref": "#/$defs/Error"}},
                 },
             ]
         },

@@ -155,7 +155,7 @@ def test_event_builders_validate():
     validate("StreamEvent", done_event(resp))
 
 
-def test_batch_lines_validate_as_map_items(tmp_path):
+def test_batch_lines_validate_against_the_schema(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"prompt": "a", "id": 7}\n"b"\n{"prompt": ""}\nnot json\n{"prompt": "c", "options": {"mock_error": "timeout"}}\n')
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
@@ -165,8 +165,9 @@ def test_batch_lines_validate_as_map_items(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(lines) == 5, r.stderr
     for line in lines:
-        validate("MapItem", line)
-    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3, 4]
+        validate("BatchLine", line)
+    assert sorted(line["line"] for line in lines) == [1, 2, 3, 4, 5]
+    assert {line["mode"] for line in lines} == {"smoke"}  # the local adapter's default mode
 
 
 def test_cli_help_states_the_mode_default_per_adapter(tmp_path):
