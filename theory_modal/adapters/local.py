@@ -2,12 +2,15 @@
 
 The functions are async (as in a container), so this adapter runs them on one event loop of its own, in a
 daemon thread shared by every LocalAdapter of the process: provider clients bound to a loop (LiteLLM's async
-HTTP clients) stay valid from call to call, and sync callers never nest event loops.
+HTTP clients) stay valid from call to call, and sync callers never nest event loops. At exit the loop's
+leftover tasks (LiteLLM's background logging) are cancelled and the thread is stopped and joined, so the
+interpreter never finalizes while that thread holds a lock (which deadlocks the exit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -20,17 +23,45 @@ __all__ = ["LocalAdapter"]
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+    global _loop, _thread
     with _loop_lock:
         if _loop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="theory-modal-local-loop", daemon=True).start()
+            _thread = threading.Thread(target=loop.run_forever, name="theory-modal-local-loop", daemon=True)
+            _thread.start()
             _loop = loop
+            atexit.register(_stop_loop)
         return _loop
+
+
+async def _cancel_leftovers() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+def _stop_loop(timeout: float = 5.0) -> None:
+    """Cancel what still runs on the loop, stop it and join its thread (at exit; idempotent)."""
+    global _loop, _thread
+    with _loop_lock:
+        loop, thread, _loop, _thread = _loop, _thread, None, None
+    if loop is None or thread is None:
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_leftovers(), loop).result(timeout)
+    except Exception:  # noqa: BLE001 - best effort: stopping must not fail the exit
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout)
+    if not thread.is_alive():
+        loop.close()
 
 
 def _submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
