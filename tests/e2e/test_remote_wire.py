@@ -205,6 +205,23 @@ def test_cancelling_one_in_flight_input_leaves_the_others_untouched(modal_client
     assert {p: seen.count(p) for p in prompts} == {p: 1 for p in prompts}
 
 
+def test_closing_a_remote_stream_stops_the_container_reading_upstream(modal_client, e2e_fake_llm):
+    """The caller reads three chunks of an endless upstream stream and closes: the adapter cancels the remote
+    call, the container's input is cancelled as one asyncio task, and the upstream sees its client go away
+    within a couple of seconds (Modal alone would keep the generator running for nobody)."""
+    e2e_fake_llm.reset()
+    scenario = "endless-0.05"  # a content event every 50 ms, forever
+    stream = ModalAdapter().stream("llm/litellm@1", {"prompt": "close me", "mode": "live",
+                                                      "model": f"openai/{scenario}"})
+    got = [next(stream) for _ in range(3)]
+    assert got and stream.function_call_id
+    closed_at = time.monotonic()
+    stream.close()
+    assert e2e_fake_llm.wait_for_disconnects(1, 15, scenario=scenario), "the container kept reading upstream"
+    gone = [d for d in e2e_fake_llm.disconnects if d["scenario"] == scenario][0]
+    assert gone["at"] - closed_at < 5.0
+
+
 def test_cli_modal_adapter_defaults_to_live_and_local_to_smoke(emulator, deployed, tmp_path):
     for adapter, mode in (("modal", "live"), ("local", "smoke")):
         r = subprocess.run([sys.executable, "-m", "theory_modal", "run", "--ref", "llm/mock@1", "--adapter", adapter,
