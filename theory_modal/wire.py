@@ -1,6 +1,17 @@
-"""The JSON wire format: what crosses process and Modal boundaries (requests, responses, stream ends, errors).
+"""The JSON wire format: what crosses process and Modal boundaries. Documented in ``docs/wire.md``.
 
-Requests and responses are plain JSON-safe dicts, because other services (in any language) send and read them.
+Other services (in any language) send a **Request** and read a **Response**, a stream of **events**, a
+**map item** per batch input, or an **error object**. Everything here is a plain JSON-safe dict; the JSON
+Schema of each shape is :data:`theory_modal.wire_schema.SCHEMA`, and tests check every path against it.
+
+- Request: ``prompt``, ``mode`` (``"live"`` unless ``"smoke"`` is asked for), ``model``, ``options``,
+  ``attachments``.
+- Response: ``ref``, ``mode``, ``text``, ``provider``, ``model``, ``usage``, ``finish_reason`` (+ ``data`` /
+  ``tool_calls`` when present).
+- Stream events: ``{"type": "start", "function_call_id": ...}``, then ``{"type": "delta", "text": ...}`` ...,
+  then exactly one ``{"type": "done", "response": <Response>}``.
+- Error object: ``{"type", "kind", "message", "retryable"}`` (+ ``provider``, ``model``, ``status_code``,
+  ``attempts``, ``retry_after`` when known).
 """
 
 from __future__ import annotations
@@ -9,21 +20,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_TOTAL_BYTES, Attachment, check_dict
-from providers.errors import InvalidRequestError, ProviderError, redact
+from providers.errors import InvalidRequestError, ProviderError, error_from_dict, redact
 from providers.request import check_model, check_options
 
 __all__ = [
+    "DEFAULT_MODE",
     "MODES",
+    "REQUEST_FIELDS",
     "Request",
-    "STREAM_END",
+    "delta_event",
+    "done_event",
     "error_dict",
+    "error_from_remote",
+    "map_error_item",
+    "map_item",
+    "remote_error",
     "response_dict",
+    "start_event",
 ]
 
 MODES = ("smoke", "live")
-
-#: Key of the last item a stream yields: ``{"__end__": <response dict>}``. Every item before it is a ``str``.
-STREAM_END = "__end__"
+#: A payload without ``mode`` does the real work: a remote caller never gets a fake reply unless it asks.
+DEFAULT_MODE = "live"
+#: Fields a Request may carry. New fields (history, output_schema, tools, ...) are added here, in
+#: :meth:`Request.from_dict` and in the schema.
+REQUEST_FIELDS: tuple[str, ...] = ("prompt", "mode", "model", "options", "attachments")
 
 
 @dataclass(frozen=True)
@@ -34,7 +55,7 @@ class Request:
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     attachments: tuple[dict[str, str], ...] = ()
-    mode: str = "smoke"
+    mode: str = DEFAULT_MODE
 
     @classmethod
     def from_dict(cls, data: object, *, provider: str | None = None) -> Request:
@@ -46,10 +67,10 @@ class Request:
         oversized payload before shipping it."""
         if not isinstance(data, dict):
             raise InvalidRequestError(f"request must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"prompt", "model", "options", "attachments", "mode"}
+        unknown = set(data) - set(REQUEST_FIELDS)
         if unknown:
             raise InvalidRequestError(
-                f"request has unknown field(s) {sorted(unknown)}; fields: prompt, model, options, attachments, mode"
+                f"request has unknown field(s) {sorted(map(str, unknown))}; fields: {', '.join(REQUEST_FIELDS)}"
             )
         prompt = data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
@@ -67,7 +88,7 @@ class Request:
             options = check_options(options, extra={"mock_error": (str,)})  # the provider checks its own
         except InvalidRequestError as exc:
             raise InvalidRequestError(f"request.options: {exc}") from None
-        mode = data.get("mode", "smoke")
+        mode = data.get("mode", DEFAULT_MODE)
         if mode not in MODES:
             raise InvalidRequestError(f"request.mode must be one of {', '.join(MODES)}, got {mode!r}")
         attachments = data.get("attachments") or []
@@ -87,6 +108,7 @@ class Request:
         return cls(prompt, model, dict(options), tuple(dict(a) for a in attachments), mode)
 
     def to_dict(self) -> dict[str, Any]:
+        """The payload to send: ``mode`` always explicit, so the receiver never has to guess."""
         out: dict[str, Any] = {"prompt": self.prompt, "mode": self.mode}
         if self.model is not None:
             out["model"] = self.model
@@ -101,13 +123,67 @@ class Request:
         return [Attachment.from_dict(a) for a in self.attachments]
 
 
-def response_dict(ref: str, reply_dict: dict[str, Any]) -> dict[str, Any]:
-    """The response: the LLMReply dict plus the ref that produced it."""
-    return {"ref": ref, **reply_dict}
+# ------------------------------------------------------------------------------------------------ responses
+def response_dict(ref: str, mode: str, reply_dict: dict[str, Any]) -> dict[str, Any]:
+    """The Response: the reply's fields plus the ref and the mode that produced it (``finish_reason`` always
+    present, ``None`` when the provider did not say)."""
+    out: dict[str, Any] = {"ref": ref, "mode": mode, **reply_dict}
+    out.setdefault("finish_reason", None)
+    return out
 
 
+# ------------------------------------------------------------------------------------------------ streams
+def start_event(function_call_id: str | None) -> dict[str, Any]:
+    """First event of every stream. On Modal ``function_call_id`` names the call, so a caller that stops
+    early can cancel it (``modal.FunctionCall.from_id(id).cancel()``); ``None`` in-process."""
+    return {"type": "start", "function_call_id": function_call_id}
+
+
+def delta_event(text: str) -> dict[str, Any]:
+    return {"type": "delta", "text": text}
+
+
+def done_event(response: dict[str, Any]) -> dict[str, Any]:
+    """Last event of a stream that finished: the full Response, with the final usage."""
+    return {"type": "done", "response": response}
+
+
+# ------------------------------------------------------------------------------------------------ errors
 def error_dict(exc: BaseException) -> dict[str, Any]:
-    """JSON-safe, secret-free description of a failure, for batch output."""
+    """The error object: JSON-safe, secret-free; ``type`` is the exception class name, ``kind`` its stable
+    short name, ``retryable`` whether the same call may succeed later."""
     if isinstance(exc, ProviderError):
-        return exc.to_dict()
-    return {"type": type(exc).__name__, "kind": getattr(exc, "kind", "error"), "message": redact(str(exc))}
+        out = exc.to_dict()
+        out["message"] = redact(str(out.get("message", "")))
+    else:
+        out = {"type": type(exc).__name__, "kind": getattr(exc, "kind", "error"), "message": redact(str(exc))}
+    out["retryable"] = bool(getattr(exc, "retryable", False))
+    return out
+
+
+def map_item(index: int, response: dict[str, Any]) -> dict[str, Any]:
+    return {"index": index, **response}
+
+
+def map_error_item(index: int, ref: str, mode: str, exc: BaseException) -> dict[str, Any]:
+    """A failed batch input: it costs nobody else, and says what went wrong."""
+    return {"index": index, "ref": ref, "mode": mode, "error": error_dict(exc)}
+
+
+def remote_error(exc: ProviderError) -> RuntimeError:
+    """The exception a Modal function raises for a provider error: a builtin ``RuntimeError`` (any caller with
+    only ``modal`` installed can unpickle it) whose message is the original one line and whose ``error``
+    attribute is the error object (``kind``, ``retryable``, ...). :func:`error_from_remote` reverses it."""
+    err = RuntimeError(error_dict(exc)["message"])
+    err.error = error_dict(exc)  # type: ignore[attr-defined]
+    err.kind = err.error["kind"]  # type: ignore[attr-defined]
+    err.retryable = err.error["retryable"]  # type: ignore[attr-defined]
+    return err
+
+
+def error_from_remote(exc: BaseException) -> BaseException:
+    """A :func:`remote_error` back to the typed ProviderError it stands for; anything else unchanged."""
+    error = getattr(exc, "error", None)
+    if type(exc) is RuntimeError and isinstance(error, dict) and isinstance(error.get("kind"), str):
+        return error_from_dict(error)
+    return exc

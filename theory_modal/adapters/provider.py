@@ -15,10 +15,10 @@ class AdapterProvider:
     """The provider contract on top of an adapter: ``chat`` etc. run a processor locally or on Modal.
 
     Lets code written against ``LLMProvider`` (and the contract suite) use a deployed app unchanged:
-    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1", mode="live")``.
+    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1")``. ``mode`` defaults to ``live``, like the wire.
     """
 
-    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "smoke", model_default: str | None = None) -> None:
+    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "live", model_default: str | None = None) -> None:
         from providers.registry import default_models
 
         self.adapter = adapter
@@ -42,7 +42,7 @@ class AdapterProvider:
     def _reply(resp: dict[str, Any]):
         from providers.contract import LLMReply
 
-        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"})
+        return LLMReply.from_dict({k: v for k, v in resp.items() if k not in ("ref", "mode")})
 
     def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         return self._reply(self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)))
