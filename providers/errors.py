@@ -47,11 +47,13 @@ class ProviderError(RuntimeError):
         self.model = model
         self.status_code = status_code
         self.attempts = attempts
+        #: Set by a fallback chain: ``[{"model", "kind", "message"}, ...]``, every model tried, in order.
+        self.attempted: list[dict[str, str]] | None = None
 
     def to_dict(self) -> dict:
         """JSON-safe form for batch output and for crossing the Modal boundary."""
         out = {"type": type(self).__name__, "kind": self.kind, "message": self.message}
-        for key in ("provider", "model", "status_code", "attempts"):
+        for key in ("provider", "model", "status_code", "attempts", "attempted"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -161,7 +163,13 @@ def error_from_dict(data: dict) -> ProviderError:
     kwargs = {k: data[k] for k in ("provider", "model", "status_code", "attempts") if k in data}
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
-    return cls(str(data.get("message", "")), **kwargs)
+    error = cls(str(data.get("message", "")), **kwargs)
+    attempted = data.get("attempted")
+    if isinstance(attempted, list):
+        error.attempted = [
+            {k: str(a.get(k, "")) for k in ("model", "kind", "message")} for a in attempted if isinstance(a, dict)
+        ]
+    return error
 
 
 # --------------------------------------------------------------------------------------------- secret redaction
