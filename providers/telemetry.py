@@ -15,8 +15,9 @@ Privacy: prompt and reply text are never recorded unless the user opts in (``con
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``); even then secrets are redacted. Error messages are
 never put on spans (upstream text can quote the request): only the error class and kind.
 
-Cost when unused: ``import providers`` does not import opentelemetry; it is imported on the first call, and when
-it is not installed (or ``THEORY_MODAL_TELEMETRY=off``) every hook here is a cheap no-op. The JSON log line
+Cost when unused: ``import providers`` does not import opentelemetry, and neither does a call until the application
+has imported it (to configure an SDK) or passed providers to :func:`configure`; when it is not installed (or
+``THEORY_MODAL_TELEMETRY=off``) every hook here is a cheap no-op. The JSON log line
 (logger ``theory_modal.calls``) is off unless ``THEORY_MODAL_CALL_LOG=1`` or ``configure(call_log=True)``.
 
 Across Modal: :func:`inject_trace` gives the caller's W3C ``traceparent``/``tracestate`` for the request, and
@@ -29,6 +30,7 @@ import contextvars
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -172,11 +174,19 @@ class _Otel:
 
 
 def _load() -> _Otel | None:
-    """Import opentelemetry on first use (never at ``import providers``); ``None`` when absent or disabled."""
+    """The OpenTelemetry API once something in the process uses it; ``None`` when absent or disabled.
+
+    Never imported at ``import providers``. Until the application imports opentelemetry itself (which it must
+    do to configure an SDK), or gives providers to :func:`configure`, or sets ``THEORY_MODAL_OTEL_FILE``,
+    there is nothing that could record a span, so calls skip telemetry for the price of a dict lookup."""
     global _otel
     otel = _otel
     if otel is not None:
         return otel or None
+    if "opentelemetry.trace" not in sys.modules and not (
+        _settings.tracer_provider or _settings.meter_provider or _settings.file_path
+    ):
+        return None  # not cached: the application may set OpenTelemetry up later
     with _state_lock:
         if _otel is None:
             if not _settings.enabled:

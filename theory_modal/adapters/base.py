@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from providers import telemetry
 from providers.errors import InvalidRequestError
 from theory_modal.catalog import Processor, resolve
 from theory_modal.wire import STREAM_END, Request, error_dict
@@ -57,13 +58,24 @@ class RunStream:
             close()
 
 
+def _body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The validated request, carrying the caller's trace context (unless it brought its own), so the
+    function's span is a child of the caller's span."""
+    body = Request.from_dict(payload).to_dict()
+    if "trace" not in body:
+        trace = telemetry.inject_trace()
+        if trace:
+            body["trace"] = trace
+    return body
+
+
 class Adapter:
     """Shared front half: refs and payloads are validated here, before anything is sent anywhere."""
 
     name = "adapter"
 
     def _prepare(self, ref: str, payload: dict[str, Any]) -> tuple[Processor, dict[str, Any]]:
-        return resolve(ref), Request.from_dict(payload).to_dict()
+        return resolve(ref), _body(payload)
 
     def run(self, ref: str, payload: dict[str, Any]) -> dict[str, Any]:
         p, body = self._prepare(ref, payload)
@@ -78,7 +90,7 @@ class Adapter:
         prepared: list[tuple[int, dict[str, Any] | None, BaseException | None]] = []
         for i, payload in enumerate(payloads):
             try:
-                prepared.append((i, Request.from_dict(payload).to_dict(), None))
+                prepared.append((i, _body(payload), None))
             except InvalidRequestError as exc:
                 prepared.append((i, None, exc))
         valid = [(i, body) for i, body, _ in prepared if body is not None]
