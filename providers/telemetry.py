@@ -597,7 +597,7 @@ def start_call(provider: str, model: str, options: Mapping[str, Any], *, prompt:
     and :meth:`Call.stream` so the span lasts until the stream ends."""
     otel = _load()
     if otel is None and not _settings.call_log:
-        return _NoCall()
+        return NO_CALL
     return Call(otel, provider, model, options, prompt, stream)
 
 
