@@ -185,6 +185,6 @@ def test_cli_batch_fallback_flag_applies_to_lines_without_their_own(tmp_path, fa
              "--fallback", FALLBACK, OPENAI_API_KEY=KEY, OPENAI_API_BASE=fake_llm.openai_base)
     assert r.returncode == 1, r.stderr  # the second line opted out of fallbacks and failed
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    by_index = {o["index"]: o for o in out}
-    assert by_index[0]["model"] == FALLBACK
-    assert by_index[1]["error"]["kind"] == "model_not_found"
+    by_line = {o["line"]: o for o in out}  # 1-based input line numbers
+    assert by_line[1]["model"] == FALLBACK
+    assert by_line[2]["error"]["kind"] == "model_not_found"
