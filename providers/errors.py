@@ -49,6 +49,8 @@ class ProviderError(RuntimeError):
         self.model = model
         self.status_code = status_code
         self.attempts = attempts
+        #: Set by a fallback chain: ``[{"model", "kind", "message"}, ...]``, every model tried, in order.
+        self.attempted: list[dict[str, str]] | None = None
 
     def __str__(self) -> str:
         # Redacted again at output time: code that rewrites ``message``/``args`` later cannot bypass it.
@@ -60,7 +62,7 @@ class ProviderError(RuntimeError):
     def to_dict(self) -> dict:
         """JSON-safe form for batch output and for crossing the Modal boundary (redacted field by field)."""
         out = {"type": type(self).__name__, "kind": self.kind, "message": redact(self.message)}
-        for key in ("provider", "model", "status_code", "attempts"):
+        for key in ("provider", "model", "status_code", "attempts", "attempted"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = redact(value) if isinstance(value, str) else value
@@ -170,4 +172,10 @@ def error_from_dict(data: dict) -> ProviderError:
     kwargs = {k: data[k] for k in ("provider", "model", "status_code", "attempts") if k in data}
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
-    return cls(str(data.get("message", "")), **kwargs)
+    error = cls(str(data.get("message", "")), **kwargs)
+    attempted = data.get("attempted")
+    if isinstance(attempted, list):
+        error.attempted = [
+            {k: str(a.get(k, "")) for k in ("model", "kind", "message")} for a in attempted if isinstance(a, dict)
+        ]
+    return error

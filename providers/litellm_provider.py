@@ -36,6 +36,7 @@ from providers.errors import (
     UnsupportedAttachmentError,
 )
 from providers.deadline import Deadline, check_timeout, enter, leave
+from providers.fallback import achat_method, astream_method, chat_method, check_fallbacks, stream_method
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, base_url, map_litellm_error
 from providers.model_names import check_inferred_provider
 from providers.redact import install_log_redaction, remember_secret
@@ -145,6 +146,7 @@ class LiteLLMProvider:
         retry: RetryPolicy | None = None,
         smoke: bool = False,
         fast_path: bool = True,
+        fallbacks: Sequence[str] | None = None,
     ) -> None:
         timeout = check_timeout(timeout)
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -157,12 +159,15 @@ class LiteLLMProvider:
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
         self.smoke = bool(smoke)
         self.fast_path = bool(fast_path)  # False: every call through litellm.completion (providers.openai_fast)
+        #: Models tried, in order, when the requested one fails in a way another model can fix (providers.fallback).
+        self.fallbacks = check_fallbacks(fallbacks)
 
     def __repr__(self) -> str:
         key = ", api_key=<set>" if self._api_key else ""
+        fallbacks = f", fallbacks={list(self.fallbacks)!r}" if self.fallbacks else ""
         return (
             f"LiteLLMProvider(model_default={self.model_default!r}, api_base={self.api_base!r}{key}, "
-            f"timeout={self.timeout:g}, smoke={self.smoke})"
+            f"timeout={self.timeout:g}, smoke={self.smoke}{fallbacks})"
         )
 
     # ------------------------------------------------------------------ request building
@@ -323,6 +328,8 @@ class LiteLLMProvider:
         return error
 
     # ------------------------------------------------------------------ chat
+    # Each public method is written for one model; the decorators add ``fallbacks=``, the chain and telemetry.
+    @chat_method
     def chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
@@ -334,6 +341,7 @@ class LiteLLMProvider:
                           self.retry, deadline=deadline, on_deadline=self._on_deadline(t, deadline))
         return self._reply(t, resp, started)
 
+    @achat_method
     async def achat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
@@ -350,6 +358,7 @@ class LiteLLMProvider:
         return self._reply(t, resp, started)
 
     # ------------------------------------------------------------------ streaming
+    @stream_method
     def stream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> ChatStream:
@@ -407,6 +416,7 @@ class LiteLLMProvider:
             if it is not None:
                 _close_quietly(it)
 
+    @astream_method
     def astream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> AsyncChatStream:

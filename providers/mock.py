@@ -32,6 +32,7 @@ from providers.errors import (
     RateLimitError,
 )
 from providers.deadline import check_timeout
+from providers.fallback import achat_method, astream_method, chat_method, check_fallbacks, stream_method
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.streams import AsyncChatStream, ChatStream
 from providers.usage import make_usage
@@ -75,10 +76,14 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0, timeout: float | None = None) -> None:
+    def __init__(
+        self, model_default: str = "mock", *, latency_ms: int = 0, timeout: float | None = None,
+        fallbacks: Sequence[str] | None = None,
+    ) -> None:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
         self.timeout = None if timeout is None else check_timeout(timeout)
+        self.fallbacks = check_fallbacks(fallbacks)
         self._queue: deque[str | BaseException | type[BaseException]] = deque()
         self._lock = threading.Lock()
         #: The last 1,000 calls' (prompt, model, options, attachment names), for assertions in callers' tests.
@@ -160,6 +165,7 @@ class MockProvider:
         if error is not None:
             raise error
 
+    @chat_method
     def chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
@@ -168,6 +174,7 @@ class MockProvider:
         self._sleep(timeout)
         return reply
 
+    @achat_method
     async def achat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> LLMReply:
@@ -176,6 +183,7 @@ class MockProvider:
         await self._asleep(timeout)
         return reply
 
+    @stream_method
     def stream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> ChatStream:
@@ -189,6 +197,7 @@ class MockProvider:
 
         return ChatStream(gen())
 
+    @astream_method
     def astream_chat(
         self, prompt: str, *, model: str | None = None, attachments: Sequence[Attachment] | None = None, **options: Any
     ) -> AsyncChatStream:

@@ -210,6 +210,8 @@ def _merge_defaults(obj: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     payload = dict(obj)
     if defaults.get("model") is not None and "model" not in payload:
         payload["model"] = defaults["model"]
+    if defaults.get("fallbacks") is not None and "fallbacks" not in payload:
+        payload["fallbacks"] = list(defaults["fallbacks"])
     default_options = dict(defaults.get("options") or {})
     if defaults.get("system") is not None:
         default_options["system"] = defaults["system"]

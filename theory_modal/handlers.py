@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from providers import LLMProvider, get_llm_provider
+from providers import LLMProvider, get_llm_provider, telemetry
 from providers.errors import ProviderError
 from providers.registry import default_models
 from theory_modal.allowlist import check_allowed
@@ -45,11 +45,15 @@ def _call_args(provider: str, payload: dict[str, Any]) -> tuple[Request, dict[st
     req = Request.from_dict(payload, provider=provider)
     check_allowed(req.model or getattr(provider_for(provider, req.mode), "model_default", None)
                   or default_models.get(provider, ""))
+    for fallback in req.fallbacks or ():  # a fallback is a model the call may use: the same allow-list holds
+        check_allowed(fallback)
     kwargs: dict[str, Any] = dict(req.options)
     if req.model is not None:
         kwargs["model"] = req.model
     if req.attachments:
         kwargs["attachments"] = req.decoded_attachments()
+    if req.fallbacks is not None:
+        kwargs["fallbacks"] = list(req.fallbacks)
     return req, kwargs
 
 
@@ -64,10 +68,13 @@ def _function_call_id() -> str | None:
 
 
 async def chat(ref: str, provider: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Validate, call the provider, return the Response."""
+    """Validate, call the provider, return the Response.
+
+    The provider's span continues the caller's trace (``trace`` in the request) and is labelled with the ref."""
     try:
         req, kwargs = _call_args(provider, payload)
-        reply = await provider_for(provider, req.mode).achat(req.prompt, **kwargs)
+        with telemetry.remote_parent(req.trace), telemetry.call_context(ref=ref, mode=req.mode):
+            reply = await provider_for(provider, req.mode).achat(req.prompt, **kwargs)
     except ProviderError as exc:
         raise remote_error(exc) from None
     return response_dict(ref, req.mode, reply.to_dict())
@@ -77,10 +84,13 @@ async def stream(ref: str, provider: str, payload: dict[str, Any]) -> AsyncItera
     """Yield a ``start`` event, ``delta`` events, then one ``done`` event with the Response.
 
     Closing or cancelling this generator closes the provider's stream (and with it the upstream connection).
+    Only the opening runs under the caller's trace context: its span is created there and carries the parent
+    itself; a context attached across this generator's yields would leak into whoever iterates it.
     """
     try:
         req, kwargs = _call_args(provider, payload)
-        chunks = provider_for(provider, req.mode).astream_chat(req.prompt, **kwargs)
+        with telemetry.remote_parent(req.trace), telemetry.call_context(ref=ref, mode=req.mode):
+            chunks = provider_for(provider, req.mode).astream_chat(req.prompt, **kwargs)
     except ProviderError as exc:
         raise remote_error(exc) from None
     try:

@@ -16,15 +16,18 @@ Schema of each shape is :data:`theory_modal.wire_schema.SCHEMA`, and tests check
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from providers.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_TOTAL_BYTES, Attachment, check_dict
 from providers.errors import InvalidRequestError, ProviderError, error_from_dict, redact
+from providers.fallback import check_fallbacks
 from providers.request import check_model, check_options
 
 __all__ = [
     "DEFAULT_MODE",
+    "FIELDS",
     "MODES",
     "REQUEST_FIELDS",
     "Request",
@@ -44,7 +47,13 @@ MODES = ("smoke", "live")
 DEFAULT_MODE = "live"
 #: Fields a Request may carry. New fields (history, output_schema, tools, ...) are added here, in
 #: :meth:`Request.from_dict` and in the schema.
-REQUEST_FIELDS: tuple[str, ...] = ("prompt", "mode", "model", "options", "attachments")
+REQUEST_FIELDS: tuple[str, ...] = ("prompt", "mode", "model", "options", "attachments", "fallbacks", "trace")
+#: The same tuple under its older name.
+FIELDS = REQUEST_FIELDS
+
+#: W3C trace context: ``version-trace_id-parent_id-flags``, lowercase hex (https://www.w3.org/TR/trace-context/).
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE_MAX = 512  # the W3C limit is 32 list members; a cap keeps a hostile caller from padding requests
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
     attachments: tuple[dict[str, str], ...] = ()
     mode: str = DEFAULT_MODE
+    #: Models to try, in order, when ``model`` fails in a way another model can fix (providers.fallback).
+    fallbacks: tuple[str, ...] | None = None
+    #: The caller's W3C trace context ``{"traceparent", "tracestate"}``: the remote span continues its trace.
+    trace: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, data: object, *, provider: str | None = None) -> Request:
@@ -105,7 +118,11 @@ class Request:
                 f"request.attachments total about {total // (1024 * 1024)} MiB, over the "
                 f"{DEFAULT_MAX_TOTAL_BYTES // (1024 * 1024)} MiB limit per request: send fewer or smaller files"
             )
-        return cls(prompt, model, dict(options), tuple(dict(a) for a in attachments), mode)
+        fallbacks = data.get("fallbacks")
+        if fallbacks is not None:
+            fallbacks = check_fallbacks(fallbacks, "request.fallbacks")
+        trace = _check_trace(data.get("trace"))
+        return cls(prompt, model, dict(options), tuple(dict(a) for a in attachments), mode, fallbacks, trace)
 
     def to_dict(self) -> dict[str, Any]:
         """The payload to send: ``mode`` always explicit, so the receiver never has to guess."""
@@ -116,6 +133,10 @@ class Request:
             out["options"] = dict(self.options)
         if self.attachments:
             out["attachments"] = [dict(a) for a in self.attachments]
+        if self.fallbacks is not None:
+            out["fallbacks"] = list(self.fallbacks)
+        if self.trace:
+            out["trace"] = dict(self.trace)
         return out
 
     def decoded_attachments(self) -> list[Attachment]:
@@ -123,7 +144,20 @@ class Request:
         return [Attachment.from_dict(a) for a in self.attachments]
 
 
-# ------------------------------------------------------------------------------------------------ responses
+def _check_trace(trace: object) -> dict[str, str] | None:
+    """``{"traceparent": "00-<32 hex>-<16 hex>-<2 hex>", "tracestate"?: "..."}`` or absent."""
+    if trace is None:
+        return None
+    if not isinstance(trace, dict) or set(trace) - {"traceparent", "tracestate"}:
+        raise InvalidRequestError('request.trace must be an object with "traceparent" (and optionally "tracestate")')
+    parent, state = trace.get("traceparent"), trace.get("tracestate")
+    if not isinstance(parent, str) or not _TRACEPARENT.fullmatch(parent):
+        raise InvalidRequestError("request.trace.traceparent must be a W3C traceparent like '00-<32 hex>-<16 hex>-01'")
+    if state is not None and (not isinstance(state, str) or len(state) > _TRACESTATE_MAX or not state.isprintable()):
+        raise InvalidRequestError(f"request.trace.tracestate must be printable text of at most {_TRACESTATE_MAX} characters")
+    return {"traceparent": parent, **({"tracestate": state} if state else {})}
+
+
 def response_dict(ref: str, mode: str, reply_dict: dict[str, Any]) -> dict[str, Any]:
     """The Response: the reply's fields plus the ref and the mode that produced it (``finish_reason`` always
     present, ``None`` when the provider did not say)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from providers import telemetry
 from providers.errors import InvalidRequestError, ProviderUnavailableError
 from theory_modal.catalog import Processor, resolve
 from theory_modal.wire import DEFAULT_MODE, MODES, Request, error_from_remote, map_error_item, map_item
@@ -121,6 +122,17 @@ class RunStream:
         self.close()
 
 
+def _body(payload: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The validated request (``provider``'s model grammar), carrying the caller's trace context (unless it
+    brought its own), so the function's span is a child of the caller's span."""
+    body = Request.from_dict(payload, provider=provider).to_dict()
+    if "trace" not in body:
+        trace = telemetry.inject_trace()
+        if trace:
+            body["trace"] = trace
+    return body
+
+
 class Adapter:
     """Shared front half: refs and payloads are validated here, before anything is sent anywhere."""
 
@@ -128,7 +140,7 @@ class Adapter:
 
     def _prepare(self, ref: str, payload: dict[str, Any]) -> tuple[Processor, dict[str, Any]]:
         p = resolve(ref)
-        return p, Request.from_dict(payload, provider=p.provider).to_dict()
+        return p, _body(payload, p.provider)
 
     def run(self, ref: str, payload: dict[str, Any]) -> dict[str, Any]:
         p, body = self._prepare(ref, payload)
@@ -151,7 +163,7 @@ class Adapter:
             mode = payload.get("mode", DEFAULT_MODE) if isinstance(payload, dict) else DEFAULT_MODE
             mode = mode if mode in MODES else DEFAULT_MODE
             try:
-                prepared.append((i, mode, Request.from_dict(payload, provider=p.provider).to_dict(), None))
+                prepared.append((i, mode, _body(payload, p.provider), None))
             except InvalidRequestError as exc:
                 prepared.append((i, mode, None, exc))
         valid = [body for _, _, body, _ in prepared if body is not None]

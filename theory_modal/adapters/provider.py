@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers import telemetry
 from theory_modal.adapters.base import Adapter
 from theory_modal.catalog import resolve
 
@@ -16,6 +17,9 @@ class AdapterProvider:
 
     Lets code written against ``LLMProvider`` (and the contract suite) use a deployed app unchanged:
     ``AdapterProvider(get_adapter("modal"), "llm/litellm@1")``. ``mode`` defaults to ``live``, like the wire.
+
+    ``fallbacks=`` travels in the request (the function walks the chain, in one round trip). Each call is a
+    span here too; the adapter sends its trace context, so the function's span is its child.
     """
 
     def __init__(self, adapter: Adapter, ref: str, *, mode: str = "live", model_default: str | None = None) -> None:
@@ -31,6 +35,9 @@ class AdapterProvider:
         from providers.request import check_attachments
 
         payload: dict[str, Any] = {"prompt": prompt, "mode": self.mode, "model": model or self.model_default}
+        fallbacks = options.pop("fallbacks", None)
+        if fallbacks is not None:
+            payload["fallbacks"] = fallbacks
         if options:
             payload["options"] = options
         atts = check_attachments(attachments)
@@ -44,13 +51,24 @@ class AdapterProvider:
 
         return LLMReply.from_dict({k: v for k, v in resp.items() if k not in ("ref", "mode")})
 
+    def _call(self, payload: dict[str, Any], stream: bool) -> telemetry.Call:
+        return telemetry.start_call(self.name, payload["model"], payload.get("options") or {},
+                                    prompt=payload["prompt"], stream=stream)
+
     def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
-        return self._reply(self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)))
+        payload = self._payload(prompt, model, attachments, options)
+        with self._call(payload, stream=False) as call:
+            reply = self._reply(self.adapter.run(self.processor.ref, payload))
+            call.succeeded(reply)
+            return reply
 
     def stream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         from providers.streams import ChatStream
 
-        run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
+        payload = self._payload(prompt, model, attachments, options)
+        call = self._call(payload, stream=True)
+        with call.opening():
+            run = self.adapter.stream(self.processor.ref, payload)
 
         def gen():
             try:
@@ -59,13 +77,16 @@ class AdapterProvider:
                 run.close()
             return self._reply(run.response)
 
-        return ChatStream(gen())
+        return ChatStream(call.stream(gen()))
 
     async def achat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
 
         payload = self._payload(prompt, model, attachments, options)
-        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload))
+        with self._call(payload, stream=False) as call:
+            reply = self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload))
+            call.succeeded(reply)
+            return reply
 
     def astream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
@@ -76,11 +97,14 @@ class AdapterProvider:
         done = object()
 
         async def agen():
-            while True:
-                chunk = await asyncio.to_thread(next, sync_stream, done)
-                if chunk is done:
-                    break
-                yield chunk
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(next, sync_stream, done)
+                    if chunk is done:
+                        break
+                    yield chunk
+            finally:
+                sync_stream.close()
             yield sync_stream.reply
 
         return AsyncChatStream(agen())
