@@ -26,12 +26,22 @@ __all__ = [
 ]
 
 
+#: Every ProviderError subclass by class name, filled as classes are defined (see ``__init_subclass__``).
+_SUBCLASSES: dict[str, type] = {}
+
+
 class ProviderError(RuntimeError):
     """Base class. ``retryable`` says whether trying the same call again later can succeed."""
 
     retryable: bool = False
     #: Short stable name of the class, used when an error crosses a process boundary as data.
     kind: str = "provider_error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # Every subclass, wherever it is defined (e.g. the deployment's ModelNotAllowedError), can be rebuilt
+        # by name after a process boundary, so a caller keeps catching it as its real class and bases.
+        super().__init_subclass__(**kwargs)
+        _SUBCLASSES.setdefault(cls.__name__, cls)
 
     def __init__(
         self,
@@ -168,7 +178,8 @@ ERROR_CLASSES: dict[str, type[ProviderError]] = {
 
 def error_from_dict(data: dict) -> ProviderError:
     """Rebuild an error from :meth:`ProviderError.to_dict` (the inverse used after a process boundary)."""
-    cls = ERROR_CLASSES.get(str(data.get("type")), ProviderError)
+    name = str(data.get("type"))
+    cls = ERROR_CLASSES.get(name) or _SUBCLASSES.get(name, ProviderError)
     kwargs = {k: data[k] for k in ("provider", "model", "status_code", "attempts") if k in data}
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]

@@ -24,6 +24,7 @@ from providers.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_TOTAL_BYTES, At
 from providers.errors import InvalidRequestError, ProviderError, error_from_dict, redact
 from providers.fallback import check_fallbacks
 from providers.request import check_model, check_options
+from theory_modal import allowlist as _allowlist  # noqa: F401 - registers ModelNotAllowedError for error_from_dict
 
 __all__ = [
     "DEFAULT_MODE",

@@ -124,11 +124,15 @@ url_models = st.builds(
 @remote_settings(8)
 @given(template=url_models)
 def test_raw_payloads_with_url_models_are_refused_in_the_container(template, remote, canary, llm_server):
-    """Straight to the deployed function, skipping every caller-side check: the container refuses it."""
+    """Straight to the deployed function, skipping every caller-side check: the container refuses it. A raw
+    Modal caller gets the wire's builtin RuntimeError carrying the error object; it rebuilds as the typed error."""
+    from theory_modal.wire import error_from_remote
+
     model = template.format(port=canary.port)
     llm_server.reset()
-    with pytest.raises(InvalidRequestError, match=r"rule: "):
+    with pytest.raises(RuntimeError, match=r"rule: ") as info:
         _raw("litellm_chat").remote({"prompt": "hi", "mode": "live", "model": model})
+    assert isinstance(error_from_remote(info.value), InvalidRequestError)
     assert canary.accepted == [] and llm_server.hits() == 0
 
 
