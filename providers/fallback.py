@@ -65,8 +65,9 @@ _MESSAGE_CAP = 300  # characters of each attempt's message kept in ``attempted``
 _ELIGIBLE = (CredentialsError, ModelNotFoundError, ContextWindowExceededError, ProviderTimeoutError)
 
 
-def check_fallbacks(value: object, field: str = "fallbacks") -> tuple[str, ...]:
-    """Validate a fallbacks list (every model passes the same checks as the primary model); ``None`` is ``()``."""
+def check_fallbacks(value: object, field: str = "fallbacks", *, provider: str = "litellm") -> tuple[str, ...]:
+    """Validate a fallbacks list (every model passes the same checks as the primary model: ``provider``'s model
+    grammar); ``None`` is ``()``."""
     if value is None:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
@@ -81,7 +82,7 @@ def check_fallbacks(value: object, field: str = "fallbacks") -> tuple[str, ...]:
         if not isinstance(model, str):
             raise InvalidRequestError(f"{field}[{i}] must be a model string, got {type(model).__name__}")
         try:
-            out.append(check_model(model, model))
+            out.append(check_model(model, model, provider=provider))
         except InvalidRequestError as exc:
             raise InvalidRequestError(f"{field}[{i}]: {exc.message}") from None
     return tuple(out)
@@ -255,8 +256,8 @@ def _annotate(error: ProviderError, attempted: list[dict[str, str]], skipped: Se
 
 # ---------------------------------------------------------------------------------------- provider decorators
 def _models(provider: Any, model: str | None, fallbacks: object) -> tuple[str, ...]:
-    primary = check_model(model, provider.model_default)
-    chosen = getattr(provider, "fallbacks", ()) if fallbacks is None else check_fallbacks(fallbacks)
+    primary = check_model(model, provider.model_default, provider=provider.name)
+    chosen = getattr(provider, "fallbacks", ()) if fallbacks is None else check_fallbacks(fallbacks, provider=provider.name)
     return model_chain(primary, chosen)
 
 

@@ -83,7 +83,7 @@ class MockProvider:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
         self.timeout = None if timeout is None else check_timeout(timeout)
-        self.fallbacks = check_fallbacks(fallbacks)
+        self.fallbacks = check_fallbacks(fallbacks, provider=self.name)
         self._queue: deque[str | BaseException | type[BaseException]] = deque()
         self._lock = threading.Lock()
         #: The last 1,000 calls' (prompt, model, options, attachment names), for assertions in callers' tests.

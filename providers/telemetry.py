@@ -27,13 +27,11 @@ Across Modal: :func:`inject_trace` gives the caller's W3C ``traceparent``/``trac
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -279,7 +277,7 @@ class Call:
         self.started = time.perf_counter()
         info = _call_info.get() or {}
         self.info = info
-        self.request_id = str(info.get("request_id") or uuid.uuid4().hex[:16])
+        self.request_id = str(info.get("request_id") or os.urandom(8).hex())
         self.attempts = 0
         self.failed_models: list[str] = []
         self.reply: Any = None
@@ -396,6 +394,8 @@ class Call:
         if self.failed_models:
             attrs["theory_modal.fallback.failed_models"] = list(self.failed_models)
         if _settings.capture_content:
+            import json
+
             attrs["gen_ai.output.messages"] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": redact(reply.text)}],
                   **({"finish_reason": str(finish)} if finish else {})}], ensure_ascii=False)
@@ -552,6 +552,8 @@ NO_CALL: Call = _NoCall()
 
 def _input_content(prompt: str, options: Mapping[str, Any]) -> dict[str, str]:
     """Opt-in only: the input as ``gen_ai.input.messages`` / ``gen_ai.system_instructions`` (redacted)."""
+    import json
+
     out = {"gen_ai.input.messages": json.dumps(
         [{"role": "user", "parts": [{"type": "text", "content": redact(prompt)}]}], ensure_ascii=False)}
     system = options.get("system")
@@ -563,6 +565,8 @@ def _input_content(prompt: str, options: Mapping[str, Any]) -> dict[str, str]:
 def _log_line(call: Call, elapsed_s: float) -> None:
     """One JSON object per call on ``theory_modal.calls``: ids, model, tokens, cost, latency, attempts, outcome.
     Never a key, never the prompt or the reply, never an upstream message."""
+    import json
+
     usage = getattr(call.reply, "usage", None) or {}
     record = {
         "event": "llm_call",

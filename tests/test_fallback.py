@@ -198,7 +198,8 @@ def test_eligibility_follows_the_rules():
 
 def test_check_fallbacks_caps_the_chain_and_model_chain_dedupes():
     assert check_fallbacks(None) == ()
-    assert check_fallbacks(("a/b",)) == ("a/b",)
+    assert check_fallbacks(("openai/gpt-4o",)) == ("openai/gpt-4o",)
+    assert check_fallbacks(["mock/b"], provider="mock") == ("mock/b",)  # each provider's own model grammar
     with pytest.raises(InvalidRequestError, match=f"at most {MAX_FALLBACKS}"):
         check_fallbacks([f"openai/m{i}" for i in range(MAX_FALLBACKS + 1)])
     assert model_chain("a", ["b", "a", "c", "b"]) == ("a", "b", "c")

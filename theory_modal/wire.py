@@ -121,7 +121,7 @@ class Request:
             )
         fallbacks = data.get("fallbacks")
         if fallbacks is not None:
-            fallbacks = check_fallbacks(fallbacks, "request.fallbacks")
+            fallbacks = check_fallbacks(fallbacks, "request.fallbacks", provider=provider or "")
         trace = _check_trace(data.get("trace"))
         return cls(prompt, model, dict(options), tuple(dict(a) for a in attachments), mode, fallbacks, trace)
 
