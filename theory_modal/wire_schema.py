@@ -61,6 +61,22 @@ SCHEMA: dict[str, Any] = {
                         },
                     },
                 },
+                "fallbacks": {
+                    "type": "array",
+                    "maxItems": 8,
+                    "items": {"type": "string", "minLength": 1},
+                    "description": "models to try, in order, when the model fails in a way another model can fix",
+                },
+                "trace": {
+                    "type": "object",
+                    "required": ["traceparent"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "traceparent": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+                        "tracestate": {"type": "string", "maxLength": 512},
+                    },
+                    "description": "the caller's W3C trace context: the function's span continues it",
+                },
             },
         },
         "Usage": {

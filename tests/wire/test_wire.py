@@ -176,3 +176,23 @@ def test_cli_help_states_the_mode_default_per_adapter(tmp_path):
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "smoke on the local adapter, live on the modal adapter" in text
+
+
+_TRACEPARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fallbacks=st.one_of(st.none(), st.lists(st.sampled_from(["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest",
+                                                            "ollama_chat/qwen2.5:0.5b"]), max_size=8)),
+    trace=st.one_of(st.none(), st.fixed_dictionaries({"traceparent": st.just(_TRACEPARENT)},
+                                                     optional={"tracestate": st.text("abc=1,", max_size=40)})),
+)
+def test_every_request_the_wire_accepts_with_fallbacks_and_trace_validates_against_the_schema(fallbacks, trace):
+    """Invariant: Request.from_dict(x).to_dict() always validates as a Request (the schema documents every field)."""
+    payload: dict = {"prompt": "hi", "model": "openai/gpt-4o-mini"}
+    if fallbacks is not None:
+        payload["fallbacks"] = fallbacks
+    if trace is not None:
+        payload["trace"] = trace
+    validate("Request", Request.from_dict(payload, provider="litellm").to_dict())
