@@ -268,6 +268,10 @@ class LiteLLMProvider:
             return 0  # nothing was spent: LiteLLM would price its mocked reply as if it were real
         if t.llm_provider in LOCAL_PROVIDERS:
             return 0  # local compute; LiteLLM sometimes says None for these (ollama_chat/llama3)
+        if tokens_in == 0 and tokens_out == 0:
+            # No usage reported (a billed call always has input tokens): the price is unknown, never a made-up
+            # 0, so a spend cap (batch --max-usd) cannot count an unmetered reply as free.
+            return None
         if cost is None:
             try:
                 cin, cout = load_litellm().cost_per_token(model=t.model, prompt_tokens=tokens_in, completion_tokens=tokens_out)

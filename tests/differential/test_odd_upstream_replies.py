@@ -58,3 +58,19 @@ def test_odd_replies_end_as_a_provider_outcome_of_the_same_class_on_both_paths(n
                                                                                no_provider_keys):
     canned.body = json.dumps(BODIES[name]).encode()
     assert _outcome(canned, True, call) == _outcome(canned, False, call)
+
+
+@pytest.mark.parametrize("call", ["chat", "achat"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "litellm"])
+@pytest.mark.parametrize("usage", [None, "absent", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}],
+                         ids=["null", "absent", "zeros"])
+def test_a_priced_reply_without_usage_costs_unknown_never_a_made_up_zero(usage, fast, call, canned):
+    """Invariant: a billed model's reply that reports no usage has usd_micros None (unknown), on both paths, so a
+    spend cap cannot count it as free; the same reply with usage is priced."""
+    body = {k: v for k, v in OK.items() if k != "usage"} if usage == "absent" else _with(usage=usage)
+    canned.status, canned.ctype, canned.body = 200, "application/json", json.dumps(body).encode()
+    reply, error = _outcome(canned, fast, call)
+    assert error is None and reply["usage"]["usd_micros"] is None
+    canned.body = json.dumps(OK).encode()
+    reply, error = _outcome(canned, fast, call)
+    assert error is None and isinstance(reply["usage"]["usd_micros"], int) and reply["usage"]["usd_micros"] >= 0
