@@ -14,27 +14,40 @@ from collections.abc import Callable
 from typing import Any
 
 from theory_modal.app import FUNCTIONS, app  # noqa: F401 - `modal deploy` finds `app` here
-from theory_modal.catalog import PROCESSORS
-from theory_modal.wire import STREAM_END
+from theory_modal.catalog import PROCESSORS, Processor
 
 SMOKE_PROMPT = "Say hello to theory-modal"
 
+#: call(processor, payload) -> Response; stream(processor, payload) -> (streamed text, the done Response)
+Call = Callable[[Processor, dict], dict]
+Stream = Callable[[Processor, dict], "tuple[str, dict | None]"]
 
-def check_processors(
-    mode: str, call: Callable[[str, dict], dict], call_gen: Callable[[str, dict], Any]
-) -> list[dict[str, Any]]:
-    """Run chat and stream for every processor; a check passes when both work and agree on the text."""
+
+def read_events(events: Any) -> tuple[str, dict | None]:
+    """Wire stream events -> (the text of the deltas, the Response of the final done event or None)."""
+    text, final = [], None
+    for event in events:
+        if event.get("type") == "delta":
+            text.append(event["text"])
+        elif event.get("type") == "done":
+            final = event["response"]
+    return "".join(text), final
+
+
+def check_processors(mode: str, call: Call, stream: Stream) -> list[dict[str, Any]]:
+    """Run chat and stream for every processor; a check passes when both work, agree on the text, and say
+    which mode they ran in."""
     rows = []
     for p in PROCESSORS:
         payload = {"prompt": SMOKE_PROMPT, "mode": mode}
         t0 = time.perf_counter()
         try:
-            resp = call(p.chat_function, payload)
-            items = list(call_gen(p.stream_function, payload))
-            streamed = "".join(i for i in items if isinstance(i, str))
-            final = items[-1][STREAM_END] if items and isinstance(items[-1], dict) else None
+            resp = call(p, payload)
+            streamed, final = stream(p, payload)
             if final is None or streamed != final["text"]:
                 raise RuntimeError("stream did not end with a reply matching its chunks")
+            if resp["mode"] != mode or final["mode"] != mode:
+                raise RuntimeError(f"asked for mode {mode!r}, the reply says {resp['mode']!r} / {final['mode']!r}")
             if mode == "smoke" and streamed != resp["text"]:
                 raise RuntimeError(f"stream text {streamed!r} differs from chat text {resp['text']!r}")
             rows.append({"ref": p.ref, "ok": True, "tokens": resp["usage"]["tokens_in"] + resp["usage"]["tokens_out"],
@@ -63,7 +76,9 @@ def main(mode: str = "smoke") -> None:
     if mode not in ("smoke", "live"):
         raise SystemExit(f"--mode must be smoke or live, got {mode!r}")
     rows = check_processors(
-        mode, lambda f, p: FUNCTIONS[f].remote(p), lambda f, p: FUNCTIONS[f].remote_gen(p)
+        mode,
+        lambda p, payload: FUNCTIONS[p.chat_function].remote(payload),
+        lambda p, payload: read_events(FUNCTIONS[p.stream_function].remote_gen(payload)),
     )
     print_table(rows, f"theory-modal {mode} checks (remote)")
     if not all(r["ok"] for r in rows):
@@ -76,7 +91,15 @@ def _local(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python deploy.py", description="Run the smoke checks in-process.")
     parser.add_argument("--mode", choices=("smoke", "live"), default="smoke")
     mode = parser.parse_args(argv).mode
-    rows = check_processors(mode, lambda f, p: FUNCTIONS[f].local(p), lambda f, p: FUNCTIONS[f].local(p))
+    from theory_modal.adapters import LocalAdapter
+
+    local = LocalAdapter()
+
+    def stream(p: Processor, payload: dict) -> tuple[str, dict | None]:
+        s = local.stream(p.ref, payload)
+        return "".join(s), s.response
+
+    rows = check_processors(mode, lambda p, payload: local.run(p.ref, payload), stream)
     print_table(rows, f"theory-modal {mode} checks (local adapter)")
     return 0 if all(r["ok"] for r in rows) else 1
 

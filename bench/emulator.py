@@ -277,7 +277,7 @@ def _rates(res: Result, s: Settings, adapter: Any, payloads: list[dict[str, Any]
     prompt = {"prompt": " ".join(f"word{i}" for i in range(s.emu_stream_words)), "mode": "smoke"}
 
     def remote_stream() -> int:
-        return sum(1 for item in stream_fn.remote_gen(prompt) if isinstance(item, str))
+        return sum(1 for item in stream_fn.remote_gen(prompt) if item.get("type") == "delta")
 
     def local_stream() -> int:
         return sum(1 for _ in adapter.stream(REF, prompt))

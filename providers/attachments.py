@@ -2,6 +2,12 @@
 
 Images (png, jpeg, gif, webp) go to LiteLLM as data-URL content parts; UTF-8 text is inlined as text.
 Anything else is refused up front with an error naming the file and the supported types.
+
+Inputs are hostile until checked: a path must name a regular file (not ``/dev/zero``, a FIFO, a directory or
+a device; checked with ``os.stat`` before opening and again on the open descriptor, which is opened
+non-blocking so a FIFO swapped in cannot hang the read), and at most ``max_bytes + 1`` bytes are ever read.
+A payload dict must be exactly ``{name, mime, data_b64}`` with string values; its base64 length is checked
+against the cap before anything is decoded.
 """
 
 from __future__ import annotations
@@ -10,16 +16,45 @@ import base64
 import hashlib
 import mimetypes
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from providers.errors import UnsupportedAttachmentError
 
-__all__ = ["Attachment", "DEFAULT_MAX_BYTES", "SUPPORTED_MIME_TYPES", "sniff_mime"]
+__all__ = [
+    "Attachment",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_TOTAL_BYTES",
+    "MAX_NAME_LENGTH",
+    "SUPPORTED_MIME_TYPES",
+    "b64_length",
+    "check_dict",
+    "sniff_mime",
+]
 
 #: Default size cap per attachment: OpenAI's own per-image limit is about 20 MB.
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+#: Default cap on all attachments of one request together (OpenAI: about 50 MB per request).
+DEFAULT_MAX_TOTAL_BYTES = 50 * 1024 * 1024
+MAX_NAME_LENGTH = 255
+_DICT_KEYS = frozenset({"name", "mime", "data_b64"})
+
+
+def b64_length(n: int) -> int:
+    """Length of the base64 text (with padding) that encodes ``n`` bytes."""
+    return 4 * ((n + 2) // 3)
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        raise UnsupportedAttachmentError(
+            f"attachment name must be a string of 1..{MAX_NAME_LENGTH} characters, got {type(name).__name__}"
+        )
+    if any(not ch.isprintable() for ch in name):
+        raise UnsupportedAttachmentError(f"attachment name {name!r} holds control characters")
+    return name
 
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 SUPPORTED_MIME_TYPES = (*IMAGE_MIME_TYPES, "text/plain")
@@ -61,6 +96,9 @@ class Attachment:
     def from_bytes(
         cls, data: bytes, mime: str | None = None, *, name: str = "attachment", max_bytes: int = DEFAULT_MAX_BYTES
     ) -> Attachment:
+        name = _check_name(name)
+        if mime is not None and not isinstance(mime, str):
+            raise UnsupportedAttachmentError(f"attachment {name!r}: mime must be a string, got {type(mime).__name__}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise UnsupportedAttachmentError(f"attachment {name!r}: data must be bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -105,17 +143,7 @@ class Attachment:
                     f"attachment {label!r}: {p} is a symlink to {target}, outside the working tree {base}; "
                     "pass the real path if you mean that file"
                 )
-        if not p.exists():
-            raise UnsupportedAttachmentError(f"attachment {label!r}: no such file: {p}")
-        if p.is_dir():
-            raise UnsupportedAttachmentError(f"attachment {label!r}: {p} is a directory, not a file")
-        size = p.stat().st_size
-        if size > max_bytes:  # check before reading a huge file into memory
-            raise UnsupportedAttachmentError(
-                f"attachment {label!r} is {_human(size)}, over the {_human(max_bytes)} cap: "
-                "send a smaller file or raise max_bytes"
-            )
-        data = p.read_bytes()
+        data = _read_regular_file(p, label, max_bytes)
         sniffed = sniff_mime(data)
         guessed, _ = mimetypes.guess_type(p.name)
         if guessed and sniffed and guessed != sniffed and (guessed in SUPPORTED_MIME_TYPES or sniffed != "text/plain"):
@@ -152,12 +180,95 @@ class Attachment:
         return {"name": self.name, "mime": self.mime, "data_b64": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Attachment:
-        """Rebuild and re-validate (content sniffing and the cap apply again on the far side)."""
-        if not isinstance(data, dict) or not isinstance(data.get("data_b64"), str):
-            raise UnsupportedAttachmentError("an attachment must be {'name', 'mime', 'data_b64'} with base64 data")
+    def from_dict(cls, data: object, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Attachment:
+        """Rebuild and re-validate (shape, base64 length before decoding, content sniffing and the cap apply
+        again on the far side). Every malformed dict is an :class:`UnsupportedAttachmentError`."""
+        check_dict(data, max_bytes=max_bytes)
+        assert isinstance(data, dict)
         try:
             raw = base64.b64decode(data["data_b64"], validate=True)
-        except ValueError as exc:
-            raise UnsupportedAttachmentError(f"attachment {data.get('name')!r}: data_b64 is not valid base64") from exc
-        return cls.from_bytes(raw, data.get("mime"), name=str(data.get("name") or "attachment"), max_bytes=max_bytes)
+        except ValueError:
+            raise UnsupportedAttachmentError(
+                f"attachment {data['name']!r}: data_b64 is not valid base64"
+            ) from None
+        return cls.from_bytes(raw, data.get("mime"), name=data["name"], max_bytes=max_bytes)
+
+
+def check_dict(data: object, *, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """Check an attachment's JSON form without decoding it; return its decoded size bound in bytes.
+
+    Used by adapters before a payload is shipped (a 267 MB attachment is refused here, not in the container)
+    and by :meth:`Attachment.from_dict` on the far side."""
+    if not isinstance(data, dict):
+        raise UnsupportedAttachmentError(
+            f"an attachment must be an object {{name, mime, data_b64}}, got {type(data).__name__}"
+        )
+    unknown = sorted(str(k) for k in set(data) - _DICT_KEYS)
+    if unknown:
+        raise UnsupportedAttachmentError(f"attachment has unknown field(s) {unknown}; fields: name, mime, data_b64")
+    if "name" not in data or "data_b64" not in data:
+        raise UnsupportedAttachmentError("an attachment needs 'name' and 'data_b64' (and optionally 'mime')")
+    name = _check_name(data["name"])
+    mime = data.get("mime")
+    if mime is not None and not isinstance(mime, str):
+        raise UnsupportedAttachmentError(f"attachment {name!r}: mime must be a string, got {type(mime).__name__}")
+    b64 = data["data_b64"]
+    if not isinstance(b64, str):
+        raise UnsupportedAttachmentError(f"attachment {name!r}: data_b64 must be a base64 string, got {type(b64).__name__}")
+    if len(b64) > b64_length(max_bytes):
+        raise UnsupportedAttachmentError(
+            f"attachment {name!r} is over the {_human(max_bytes)} cap ({len(b64)} base64 characters): "
+            "send a smaller file"
+        )
+    return len(b64) * 3 // 4
+
+
+def _read_regular_file(p: Path, label: str, max_bytes: int) -> bytes:
+    """Read a regular file, at most ``max_bytes + 1`` bytes: never a device, FIFO or directory, never block."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise UnsupportedAttachmentError(f"attachment {label!r}: no such file: {p}") from None
+    except OSError as exc:
+        raise UnsupportedAttachmentError(f"attachment {label!r}: cannot read {p} ({exc.strerror})") from None
+    _require_regular(st, p, label)
+    if st.st_size > max_bytes:  # check before reading a huge file into memory
+        raise UnsupportedAttachmentError(
+            f"attachment {label!r} is {_human(st.st_size)}, over the {_human(max_bytes)} cap: "
+            "send a smaller file or raise max_bytes"
+        )
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise UnsupportedAttachmentError(f"attachment {label!r}: cannot open {p} ({exc.strerror})") from None
+    try:
+        _require_regular(os.fstat(fd), p, label)  # the path may have been swapped since the stat above
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > max_bytes:  # the file grew after the stat
+        raise UnsupportedAttachmentError(
+            f"attachment {label!r} is over the {_human(max_bytes)} cap: send a smaller file or raise max_bytes"
+        )
+    return b"".join(chunks)
+
+
+def _require_regular(st: os.stat_result, p: Path, label: str) -> None:
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return
+    what = (
+        "a directory" if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+        else "a character device" if stat.S_ISCHR(mode)
+        else "a block device" if stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise UnsupportedAttachmentError(f"attachment {label!r}: {p} is {what}, not a regular file")

@@ -59,10 +59,12 @@ def build_request(
     output_retries: object = 1,
     options: dict[str, Any] | None = None,
     extra_options: dict[str, tuple[type, ...]] | None = None,
+    provider: str = "litellm",
 ) -> ChatRequest:
-    """Validate everything a caller can pass; raise :class:`InvalidRequestError` naming the first bad field."""
+    """Validate everything a caller can pass; raise :class:`InvalidRequestError` naming the first bad field.
+    ``provider`` picks the model grammar (LiteLLM's ``<provider>/<name>``, or the name rules only)."""
     prompt = check_prompt(prompt)
-    model = check_model(model, default_model)
+    model = check_model(model, default_model, provider=provider)
     atts = check_attachments(attachments)
     opts = check_options(dict(options or {}), extra_options)
     hist = check_history(history)

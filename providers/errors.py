@@ -1,13 +1,13 @@
 """Provider errors: a shallow hierarchy under RuntimeError, so the seed contract (``RuntimeError``) holds.
 
-Every message says what went wrong and what to do about it, and never contains a secret: messages built from
-upstream text go through :func:`redact` first.
+Every message says what went wrong and what to do about it, and never contains a secret: every message is
+passed through :func:`providers.redact.redact` when the error is built and again by :meth:`ProviderError.to_dict`,
+so a code path that forgets to redact upstream text still cannot leak a key the process knows.
 """
 
 from __future__ import annotations
 
-import os
-import re
+from providers.redact import REDACTED, redact
 
 __all__ = [
     "ProviderError",
@@ -23,7 +23,12 @@ __all__ = [
     "MissingDependencyError",
     "OutputValidationError",
     "redact",
+    "REDACTED",
 ]
+
+
+#: Every ProviderError subclass by class name, filled as classes are defined (see ``__init_subclass__``).
+_SUBCLASSES: dict[str, type] = {}
 
 
 class ProviderError(RuntimeError):
@@ -32,6 +37,12 @@ class ProviderError(RuntimeError):
     retryable: bool = False
     #: Short stable name of the class, used when an error crosses a process boundary as data.
     kind: str = "provider_error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # Every subclass, wherever it is defined (e.g. the deployment's ModelNotAllowedError), can be rebuilt
+        # by name after a process boundary, so a caller keeps catching it as its real class and bases.
+        super().__init_subclass__(**kwargs)
+        _SUBCLASSES.setdefault(cls.__name__, cls)
 
     def __init__(
         self,
@@ -42,20 +53,30 @@ class ProviderError(RuntimeError):
         status_code: int | None = None,
         attempts: int | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.model = model
         self.status_code = status_code
         self.attempts = attempts
+        #: Set by a fallback chain: ``[{"model", "kind", "message"}, ...]``, every model tried, in order.
+        self.attempted: list[dict[str, str]] | None = None
+
+    def __str__(self) -> str:
+        # Redacted again at output time: code that rewrites ``message``/``args`` later cannot bypass it.
+        return redact(self.args[0] if self.args else self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
     def to_dict(self) -> dict:
-        """JSON-safe form for batch output and for crossing the Modal boundary."""
-        out = {"type": type(self).__name__, "kind": self.kind, "message": self.message}
-        for key in ("provider", "model", "status_code", "attempts"):
+        """JSON-safe form for batch output and for crossing the Modal boundary (redacted field by field)."""
+        out = {"type": type(self).__name__, "kind": self.kind, "message": redact(self.message)}
+        for key in ("provider", "model", "status_code", "attempts", "attempted"):
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = redact(value) if isinstance(value, str) else value
         return out
 
 
@@ -128,7 +149,7 @@ class UnknownProviderError(ProviderError, KeyError):
     kind = "unknown_provider"
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+        return redact(self.message)
 
 
 class MissingDependencyError(ProviderError):
@@ -140,19 +161,19 @@ class MissingDependencyError(ProviderError):
 
 class OutputValidationError(ProviderError):
     """The model's reply (its JSON or a tool call's arguments) did not validate against the schema, after the
-    re-asks ``output_retries`` allowed. ``raw_text`` is the last raw reply; ``usage`` sums every attempt.
-    Not retried: the same request would most likely fail the same way."""
+    re-asks ``output_retries`` allowed. ``raw_text`` is the last raw reply (redacted like every message);
+    ``usage`` sums every attempt. Not retried: the same request would most likely fail the same way."""
 
     kind = "output_invalid"
 
     def __init__(self, message: str, *, raw_text: str = "", usage: dict | None = None, **kwargs) -> None:
         super().__init__(message, **kwargs)
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
         self.usage = usage
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out["raw_text"] = self.raw_text
+        out["raw_text"] = redact(self.raw_text)
         if self.usage is not None:
             out["usage"] = dict(self.usage)
         return out
@@ -179,44 +200,18 @@ ERROR_CLASSES: dict[str, type[ProviderError]] = {
 
 def error_from_dict(data: dict) -> ProviderError:
     """Rebuild an error from :meth:`ProviderError.to_dict` (the inverse used after a process boundary)."""
-    cls = ERROR_CLASSES.get(str(data.get("type")), ProviderError)
+    name = str(data.get("type"))
+    cls = ERROR_CLASSES.get(name) or _SUBCLASSES.get(name, ProviderError)
     kwargs = {k: data[k] for k in ("provider", "model", "status_code", "attempts") if k in data}
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
     if cls is OutputValidationError:
-        kwargs.update(raw_text=str(data.get("raw_text") or ""), usage=data.get("usage"))
-    return cls(str(data.get("message", "")), **kwargs)
-
-
-# --------------------------------------------------------------------------------------------- secret redaction
-_SECRET_ENV_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
-# Well-known key shapes: OpenAI/Anthropic style sk-..., bearer tokens, and key=... query parameters.
-_KEY_PATTERNS = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
-    re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+"),
-)
-REDACTED = "[REDACTED]"
-
-
-def _secret_values(extra: tuple[str | None, ...]) -> list[str]:
-    values = [v for v in extra if v and len(v) >= 6]
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and name.upper().endswith(_SECRET_ENV_SUFFIXES):
-            values.append(value)
-    # Longest first, so a key that contains another is replaced whole.
-    return sorted(set(values), key=len, reverse=True)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets from ``text``: the given values, every env var that looks like a key, and key-shaped
-    substrings. Used on every upstream message before it reaches an exception, a log line or a reply."""
-    for value in _secret_values(secrets):
-        if value in text:
-            text = text.replace(value, REDACTED)
-    for pattern in _KEY_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-        else:
-            text = pattern.sub(REDACTED, text)
-    return text
+        usage = data.get("usage")
+        kwargs.update(raw_text=str(data.get("raw_text") or ""), usage=usage if isinstance(usage, dict) else None)
+    error = cls(str(data.get("message", "")), **kwargs)
+    attempted = data.get("attempted")
+    if isinstance(attempted, list):
+        error.attempted = [
+            {k: str(a.get(k, "")) for k in ("model", "kind", "message")} for a in attempted if isinstance(a, dict)
+        ]
+    return error

@@ -21,8 +21,8 @@ from providers.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
-    redact,
 )
+from providers.redact import clip, mask_url
 
 __all__ = [
     "Target",
@@ -97,6 +97,11 @@ class Target:
         return key_env_for(self.model, self.llm_provider)
 
     @property
+    def shown_base(self) -> str | None:
+        """``api_base`` safe to print: credentials in the URL (``http://user:pass@host``) are masked."""
+        return mask_url(self.api_base)
+
+    @property
     def vendor(self) -> str:
         return vendor_name(self.llm_provider)
 
@@ -110,11 +115,11 @@ def base_url(t: Target) -> str | None:
     ``OPENAI_API_BASE``), which LiteLLM reads itself, so live-mode containers configured from the environment
     still get a message naming the URL."""
     if t.api_base:
-        return t.api_base
+        return t.shown_base
     prefix = t.llm_provider.upper().replace("-", "_")
     for name in (f"{prefix}_BASE_URL", f"{prefix}_API_BASE") if prefix else ():
         if os.environ.get(name):
-            return redact(os.environ[name], t.api_key)
+            return mask_url(os.environ[name])
     return None
 
 
@@ -122,7 +127,7 @@ def unreachable_message(t: Target) -> str:
     if t.is_ollama:
         return (
             "Ollama unreachable. Ensure ollama serve is running and model is pulled "
-            f"(e.g., 'ollama pull {t.bare_model}'). Tried {t.api_base}."
+            f"(e.g., 'ollama pull {t.bare_model}'). Tried {t.shown_base}."
         )
     head = f"{t.key_env} missing or {t.vendor} unreachable." if t.key_env else f"{t.vendor} unreachable."
     where = base_url(t)
@@ -166,18 +171,19 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _detail(exc: BaseException, t: Target) -> str:
-    """Upstream text without litellm's class-name prefixes, and without secrets."""
+    """Upstream text without litellm's class-name prefixes and without secrets: the WHOLE text is redacted
+    first, then cut to 500 characters (cutting first could leave the head of a key that straddles the cut)."""
     text = str(getattr(exc, "message", None) or exc)
     for prefix in ("litellm.", "litellm.BadRequestError: ", "BadRequestError: ", "APIError: "):
         while text.startswith(prefix):
             text = text[len(prefix) :]
-    text = text.strip()
-    if len(text) > 500:
-        text = text[:500] + "..."
-    return redact(text, t.api_key)
+    return clip(text.strip(), DETAIL_LIMIT, t.api_key)
 
 
 # Transport exception names (httpx, httpcore, h11, aiohttp) that tell "never connected" from "connected, then cut".
+#: Upstream text kept in a message, in characters (after redaction).
+DETAIL_LIMIT = 500
+
 _CONNECT_FAILURES = ("ConnectError", "ConnectTimeout", "ClientConnectorError")
 _DROPPED = ("ReadError", "WriteError", "RemoteProtocolError", "ClientPayloadError", "ServerDisconnectedError")
 
@@ -244,7 +250,7 @@ def map_litellm_error(exc: BaseException, t: Target, *, timeout: float | None = 
     if isinstance(exc, litellm.NotFoundError) or status == 404:
         if t.is_ollama:
             msg = (
-                f"Ollama model '{t.bare_model}' not found at {t.api_base}: pull it with "
+                f"Ollama model '{t.bare_model}' not found at {t.shown_base}: pull it with "
                 f"'ollama pull {t.bare_model}' (or check the model name)."
             )
         else:

@@ -42,7 +42,10 @@ from providers.errors import (
     UnsupportedAttachmentError,
 )
 from providers.deadline import Deadline, check_timeout, enter, leave
+from providers.fallback import achat_method, astream_method, chat_method, check_fallbacks, stream_method
 from providers.litellm_errors import LOCAL_PROVIDERS, OLLAMA_PROVIDERS, Target, base_url, map_litellm_error
+from providers.model_names import check_inferred_provider
+from providers.redact import install_log_redaction, remember_secret
 from providers.request import check_attachments, check_model, check_options, check_prompt
 from providers.retry import RetryPolicy, aretry_call, retry_call, until
 from providers.streams import AsyncChatStream, ChatStream
@@ -58,6 +61,11 @@ DEFAULT_OLLAMA_BASE = "http://localhost:11434"
 DEFAULT_TIMEOUT_S = 60.0
 #: How ``output_schema`` is sent: ``auto`` asks LiteLLM whether the model takes a JSON Schema natively.
 STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object")
+#: Loggers that may carry upstream text or request details: theirs and ours.
+_REDACTED_LOGGERS = (
+    "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai", "openai._base_client", "httpx", "httpcore",
+    "httpcore.http11", "httpcore.connection", "providers.litellm", "providers.retry",
+)
 
 _litellm = None
 _load_lock = threading.Lock()
@@ -89,6 +97,9 @@ def load_litellm():
             from providers.deadline_http import install
 
             install(litellm)  # sync socket waits end by the call's deadline (an empty pool: no connection yet)
+            # LiteLLM logs whole upstream error bodies at DEBUG (a key the upstream echoes included), and a
+            # host may turn DEBUG on: every record of these loggers is redacted before any handler sees it.
+            install_log_redaction(*_REDACTED_LOGGERS)
             _litellm = litellm
     return _litellm
 
@@ -145,6 +156,7 @@ class LiteLLMProvider:
         smoke: bool = False,
         fast_path: bool = True,
         structured_output: str = "auto",
+        fallbacks: Sequence[str] | None = None,
     ) -> None:
         timeout = check_timeout(timeout)
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -152,6 +164,7 @@ class LiteLLMProvider:
         self.model_default = check_model(model_default, "openai/gpt-4o-mini")
         self.api_base = api_base
         self._api_key = api_key  # private: never in repr, logs or errors
+        remember_secret(api_key, owner=self)  # every redact() removes it while this provider lives
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1)
         self.smoke = bool(smoke)
@@ -159,12 +172,15 @@ class LiteLLMProvider:
             raise ValueError(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, got {structured_output!r}")
         self.structured_output = structured_output
         self.fast_path = bool(fast_path)  # False: every call through litellm.completion (providers.openai_fast)
+        #: Models tried, in order, when the requested one fails in a way another model can fix (providers.fallback).
+        self.fallbacks = check_fallbacks(fallbacks)
 
     def __repr__(self) -> str:
         key = ", api_key=<set>" if self._api_key else ""
+        fallbacks = f", fallbacks={list(self.fallbacks)!r}" if self.fallbacks else ""
         return (
             f"LiteLLMProvider(model_default={self.model_default!r}, api_base={self.api_base!r}{key}, "
-            f"timeout={self.timeout:g}, smoke={self.smoke})"
+            f"timeout={self.timeout:g}, smoke={self.smoke}{fallbacks})"
         )
 
     # ------------------------------------------------------------------ request building
@@ -176,7 +192,10 @@ class LiteLLMProvider:
         return Target(model, llm_provider, bare, api_base, self._api_key)
 
     def _check_provider(self, t: Target) -> None:
-        """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network)."""
+        """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network); a
+        bare name's inferred provider must be one the grammar vets."""
+        if "/" not in t.model:
+            check_inferred_provider(t.model, t.llm_provider)
         if "/" in t.model and t.llm_provider not in load_litellm().provider_list:
             raise InvalidRequestError(
                 f"unknown provider prefix '{t.llm_provider}' in model '{t.model}': use a LiteLLM provider prefix "
@@ -338,6 +357,10 @@ class LiteLLMProvider:
             return 0  # nothing was spent: LiteLLM would price its mocked reply as if it were real
         if t.llm_provider in LOCAL_PROVIDERS:
             return 0  # local compute; LiteLLM sometimes says None for these (ollama_chat/llama3)
+        if tokens_in == 0 and tokens_out == 0:
+            # No usage reported (a billed call always has input tokens): the price is unknown, never a made-up
+            # 0, so a spend cap (batch --max-usd) cannot count an unmetered reply as free.
+            return None
         if cost is None:
             try:
                 cin, cout = load_litellm().cost_per_token(model=t.model, prompt_tokens=tokens_in, completion_tokens=tokens_out)
@@ -403,6 +426,8 @@ class LiteLLMProvider:
         return error
 
     # ------------------------------------------------------------------ chat
+    # Each public method is written for one model; the decorators add ``fallbacks=``, the chain and telemetry.
+    @chat_method
     def chat(
         self,
         prompt: str,
@@ -431,6 +456,7 @@ class LiteLLMProvider:
 
         return complete(req, self.name, attempt)
 
+    @achat_method
     async def achat(
         self,
         prompt: str,
@@ -464,6 +490,7 @@ class LiteLLMProvider:
         return await acomplete(req, self.name, attempt)
 
     # ------------------------------------------------------------------ streaming
+    @stream_method
     def stream_chat(
         self,
         prompt: str,
@@ -533,6 +560,7 @@ class LiteLLMProvider:
             if it is not None:
                 _close_quietly(it)
 
+    @astream_method
     def astream_chat(
         self,
         prompt: str,

@@ -41,6 +41,7 @@ from providers.errors import (
     RateLimitError,
 )
 from providers.deadline import check_timeout
+from providers.fallback import achat_method, astream_method, chat_method, check_fallbacks, stream_method
 from providers.request import check_options
 from providers.schema_data import UnsupportedSchema, generate, seed_for
 from providers.streams import AsyncChatStream, ChatStream
@@ -144,10 +145,14 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self, model_default: str = "mock", *, latency_ms: int = 0, timeout: float | None = None) -> None:
+    def __init__(
+        self, model_default: str = "mock", *, latency_ms: int = 0, timeout: float | None = None,
+        fallbacks: Sequence[str] | None = None,
+    ) -> None:
         self.model_default = model_default
         self.latency_ms = int(latency_ms)
         self.timeout = None if timeout is None else check_timeout(timeout)
+        self.fallbacks = check_fallbacks(fallbacks, provider=self.name)
         self._queue: deque[Scripted] = deque()
         self._lock = threading.Lock()
         #: The last 1,000 calls' (prompt, model, options, attachment names; history, tools, output_schema when
@@ -183,7 +188,7 @@ class MockProvider:
     ) -> ChatRequest:
         mock_error = options.pop("mock_error", None)
         req = build_request(prompt, model=model, default_model=self.model_default, attachments=attachments,
-                            options=options, **structure)
+                            options=options, provider=self.name, **structure)
         record: dict[str, Any] = {
             "prompt": req.prompt, "model": req.model,
             "options": {**(req.options or {}), **({"system": req.system} if req.system else {})},
@@ -262,6 +267,7 @@ class MockProvider:
             raise error
 
     # ------------------------------------------------------------------ the contract
+    @chat_method
     def chat(
         self,
         prompt: str,
@@ -287,6 +293,7 @@ class MockProvider:
 
         return complete(req, self.name, attempt)
 
+    @achat_method
     async def achat(
         self,
         prompt: str,
@@ -312,6 +319,7 @@ class MockProvider:
 
         return await acomplete(req, self.name, attempt)
 
+    @stream_method
     def stream_chat(
         self,
         prompt: str,
@@ -338,6 +346,7 @@ class MockProvider:
 
         return ChatStream(gen())
 
+    @astream_method
     def astream_chat(
         self,
         prompt: str,

@@ -255,6 +255,25 @@ def _check_parsed(sdk: _Sdk, data: dict[str, Any], response: Any) -> None:
             message=f"Empty or invalid response from LLM endpoint. Received: {response!r}. Check the reverse "
             "proxy or model server configuration.",
         )
+    if not data.get("stream") and (problem := _bad_shape(response)):
+        # LiteLLM's response conversion refuses these shapes as a 500 (retried); the SDK builds its objects
+        # without validation, so without this a missing message raised AttributeError and a list content
+        # came back as the reply's "text".
+        raise sdk.OpenAIError(status_code=500, message=f"Invalid response object: {problem}")
+
+
+def _bad_shape(response: Any) -> str | None:
+    """Why a parsed non-streaming reply is not a chat completion LiteLLM would accept, or None."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        return f"'choices' is not a list ({type(choices).__name__})"
+    for c in choices:
+        message = getattr(c, "message", None)
+        if message is None:
+            return "a choice has no 'message'"
+        if not isinstance(getattr(message, "content", None), (str, type(None))):
+            return f"a message's content is {type(message.content).__name__}, not text"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from providers import telemetry
 from providers.deadline import Deadline, scope
 from providers.errors import ProviderError, ProviderTimeoutError
 
@@ -121,6 +122,7 @@ def _wait_or_give_up(
         why = f": the next retry would start after the {deadline.timeout_s:g}s deadline"
         raise _give_up(error, attempt, why) from None
     log.info("attempt %d/%d failed (%s); retrying in %.2fs", attempt, policy.max_attempts, error.kind, wait)
+    telemetry.note_retry(attempt, error, wait)
     return wait
 
 

@@ -248,6 +248,18 @@ def _give_up(req: ChatRequest, provider: str, turn: Turn, usage: Usage, reason: 
     )
 
 
+def _note_reask(req: ChatRequest, turn: Turn, attempts: int, giving_up: bool) -> None:
+    """A span event on the current call (no-op without telemetry): which attempt did not validate and whether
+    it is re-asked. Never the reason text: a validation message can quote the reply."""
+    from providers import telemetry
+
+    telemetry.note_event("theory_modal.output_invalid" if giving_up else "theory_modal.reask", {
+        "theory_modal.reask.attempt": attempts,
+        "theory_modal.reask.what": "tool_call" if turn.tool_calls and req.tools else "reply",
+        "theory_modal.error.kind": OutputValidationError.kind,
+    })
+
+
 def complete(req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, Any]]], Turn]) -> LLMReply:
     """The re-ask loop: ``attempt(extra_messages)`` is one full provider call (its own retries included)."""
     extra: list[dict[str, Any]] = []
@@ -259,7 +271,9 @@ def complete(req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, 
         try:
             return build_reply(req, provider, turn, total)
         except Mismatch as m:
-            if len(usages) > req.output_retries:
+            giving_up = len(usages) > req.output_retries
+            _note_reask(req, turn, len(usages), giving_up)
+            if giving_up:
                 raise _give_up(req, provider, turn, total, m.reason, len(usages)) from None
             extra = extra + m.feedback
 
@@ -277,7 +291,9 @@ async def acomplete(
         try:
             return build_reply(req, provider, turn, total)
         except Mismatch as m:
-            if len(usages) > req.output_retries:
+            giving_up = len(usages) > req.output_retries
+            _note_reask(req, turn, len(usages), giving_up)
+            if giving_up:
                 raise _give_up(req, provider, turn, total, m.reason, len(usages)) from None
             extra = extra + m.feedback
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypedDict
 
@@ -33,7 +34,11 @@ def to_micro_usd(cost_usd: float | None) -> int | None:
     """USD float -> integer micro-USD, half-up (``round()`` would do banker's rounding: 2.5e-07 -> 0)."""
     if cost_usd is None:
         return None
-    return int((Decimal(repr(float(cost_usd))) * _MICRO).quantize(_ONE, rounding=ROUND_HALF_UP))
+    f = float(cost_usd)
+    if not math.isfinite(f):  # an upstream reporting absurd usage makes the price overflow: unknown, not a crash
+        return None
+    # to_integral_value, not quantize: quantize raises InvalidOperation past 28 digits (e.g. 1e22 USD).
+    return int((Decimal(repr(f)) * _MICRO).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def make_usage(tokens_in: int, tokens_out: int, latency_ms: int, usd_micros: int | None) -> Usage:

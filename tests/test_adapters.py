@@ -64,8 +64,10 @@ class TestLocalAdapterLiteLLMLiveAgainstFakeOpenAI(ProviderContract, StructuredC
 def test_local_adapter_runs_the_same_function_objects_as_modal():
     from theory_modal.app import FUNCTIONS
 
-    direct = FUNCTIONS["mock_chat"].local({"prompt": "same", "mode": "smoke"})
-    assert LocalAdapter().run("llm/mock@1", {"prompt": "same"}) == direct
+    import asyncio
+
+    direct = asyncio.run(FUNCTIONS["mock_chat"].local({"prompt": "same", "mode": "smoke"}))
+    assert LocalAdapter().run("llm/mock@1", {"prompt": "same", "mode": "smoke"}) == direct
 
 
 def test_response_carries_the_ref_that_produced_it():
@@ -98,7 +100,7 @@ def test_batch_keeps_every_item_and_records_failures_in_place():
     assert results[1]["error"]["kind"] == "invalid_request"
     assert results[2]["error"] == {"type": "RateLimitError", "kind": "rate_limited",
                                    "message": "Mock rate limit (scripted failure).", "provider": "mock",
-                                   "model": "mock", "retry_after": 1.0}
+                                   "model": "mock", "retry_after": 1.0, "retryable": True}
     assert results[4]["error"]["type"] == "InvalidRequestError"
 
 

@@ -5,7 +5,9 @@ Reads modal 1.6.4 private closures (see shared/notes/modal.md §4) in one helper
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,25 +65,83 @@ def test_one_chat_and_one_stream_function_per_processor(app_module):
     assert app_module.app.name == "theory"
     for name, fn in app_module.FUNCTIONS.items():
         assert _config(fn)["is_generator"] is name.endswith("_stream")
+        result = fn.local({"prompt": "x", "mode": "smoke"})  # async bodies: a coroutine / an async generator
+        assert inspect.isasyncgen(result) if name.endswith("_stream") else inspect.iscoroutine(result)
+        result.aclose() if inspect.isasyncgen(result) else result.close()
         assert getattr(app_module, name) is fn  # containers resolve functions as module globals
 
 
-def test_every_function_uses_the_one_image_with_the_local_sources(app_module):
-    shared = synchronizer._translate_in(app_module.image)
-    for fn in app_module.FUNCTIONS.values():
-        assert _config(fn)["image"] is shared
-    layers = [c for layer in _image_layers(app_module.image) for c in layer]
-    assert any("litellm==1.110.2" in c for c in layers)
-    assert any("LITELLM_LOCAL_MODEL_COST_MAP" in c and "True" in c for c in layers)
+def _mounted_files(image) -> list[str]:
+    """Every remote path the image's local-source mount would upload (what a container sees under /root)."""
+    mount = synchronizer._translate_in(_closure(image)["mount"])
+    return sorted(str(remote) for entry in mount._entries for _, remote in entry.get_files_to_upload())
+
+
+def test_each_function_is_written_out_with_def_and_named_after_the_catalogue(app_module):
+    from theory_modal.catalog import PROCESSORS
+
+    source = (ROOT / "theory_modal" / "app.py").read_text()
+    names = {n for p in PROCESSORS for n in (p.chat_function, p.stream_function)}
+    assert names == set(app_module.FUNCTIONS)
+    for name in names:  # `grep "def litellm_chat"` finds it; async: a cancelled input is one asyncio task
+        assert f"\nasync def {name}(payload: dict)" in source
+
+
+def test_litellm_functions_use_the_locked_image_and_mock_functions_the_image_without_litellm(app_module):
+    f = app_module.FUNCTIONS
+    litellm_image = synchronizer._translate_in(app_module.litellm_image)
+    mock_image = synchronizer._translate_in(app_module.mock_image)
+    assert _config(f["litellm_chat"])["image"] is litellm_image and _config(f["litellm_stream"])["image"] is litellm_image
+    assert _config(f["mock_chat"])["image"] is mock_image and _config(f["mock_stream"])["image"] is mock_image
+
+    import modal
+
+    base = [c for layer in _image_layers(modal.Image.debian_slim(python_version="3.11")) for c in layer]
+    litellm_layers = [c for layer in _image_layers(app_module.litellm_image) for c in layer]
+    assert litellm_layers[: len(base)] == base  # Modal's own base image (it upgrades pip/uv: not ours to pin)
+    installs = [c for c in litellm_layers[len(base):] if "pip install" in c]
+    assert installs == ["RUN python -m pip install -r /.requirements.txt --require-hashes --no-deps"], installs
+    assert any("LITELLM_LOCAL_MODEL_COST_MAP" in c and "True" in c for c in litellm_layers)
+    mock_layers = [c for layer in _image_layers(app_module.mock_image) for c in layer]
+    assert mock_layers[: len(base)] == base
+    assert not any("pip" in c or "litellm" in c.lower() for c in mock_layers[len(base):]), mock_layers
     # without these the containers fail with ModuleNotFoundError
-    assert shared._added_python_source_set == frozenset({"providers", "theory_modal"})
+    for image in (litellm_image, mock_image):
+        assert image._added_python_source_set == frozenset({"providers", "theory_modal"})
 
 
-def test_litellm_pin_in_the_image_matches_the_lock(app_module):
+def test_litellm_pin_in_the_image_matches_the_lock():
     """The image installs the very litellm the hash lock pins (pyproject.toml only gives ranges)."""
     lock = (ROOT / "requirements.lock").read_text()
-    name, _, pin = app_module.LITELLM_REQUIREMENT.partition("==")
-    assert name == "litellm" and f"\nlitellm=={pin} " in lock
+    image = (ROOT / "requirements" / "litellm-image.lock").read_text()
+    pin = re.search(r"^litellm==(\S+) ", lock, flags=re.M).group(1)
+    assert f"\nlitellm=={pin} " in image
+
+
+def test_the_litellm_image_installs_exactly_the_committed_hash_lock(app_module):
+    cl = _closure(app_module.litellm_image)
+    pip_layer = _closure(cl["base_image"])  # the layer under the source mount is env; under it, the install
+    while "dockerfile_function" in pip_layer and "requirements_txt" not in pip_layer["dockerfile_function"].__code__.co_freevars:
+        pip_layer = _closure(list(pip_layer["base_images"].values())[0])
+    spec = pip_layer["dockerfile_function"]("2025.06")
+    assert spec.context_files == {"/.requirements.txt": str(app_module.LITELLM_LOCK)}
+    assert app_module.LITELLM_LOCK == ROOT / "requirements" / "litellm-image.lock"
+
+
+def test_nothing_under_testing_and_only_python_files_are_mounted(app_module):
+    for image in (app_module.litellm_image, app_module.mock_image):
+        files = _mounted_files(image)
+        assert "/root/theory_modal/app.py" in files and "/root/providers/__init__.py" in files
+        assert not [p for p in files if "/testing/" in p], "test tools (emulator, fake server) must not ship"
+        assert all(p.endswith(".py") for p in files)
+    # ... and the sources left out are exactly the testing package
+    expected = sorted(
+        "/root/" + str(p.relative_to(ROOT))
+        for pkg in ("providers", "theory_modal")
+        for p in (ROOT / pkg).rglob("*.py")
+        if "testing" not in p.relative_to(ROOT).parts and "__pycache__" not in p.parts
+    )
+    assert _mounted_files(app_module.mock_image) == expected
 
 
 def test_serving_settings_are_the_documented_ones(app_module):
@@ -126,3 +186,32 @@ def test_secret_names_and_app_name_come_from_the_environment_and_are_baked_into_
 def test_importing_the_app_does_not_import_litellm():
     got = _import_in_subprocess({}, "import json, sys; import theory_modal.app; print(json.dumps('litellm' in sys.modules))")
     assert got is False
+
+
+_WARM_PROBE = (
+    "import json, os, sys, threading\n"
+    "import modal\n"
+    "modal.is_local = lambda: False  # as inside a container\n"
+    "import theory_modal.app\n"
+    "links = []\n"
+    "for fd in os.listdir('/proc/self/fd'):\n"
+    "    try: links.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+    "    except OSError: pass\n"
+    "enc = list(sys.modules['tiktoken.registry'].ENCODINGS) if 'tiktoken.registry' in sys.modules else []\n"
+    "print(json.dumps({'litellm': 'litellm' in sys.modules, 'encodings': enc,\n"
+    "                  'threads': [t.name for t in threading.enumerate()],\n"
+    "                  'sockets': [l for l in links if l.startswith('socket')]}))\n"
+)
+
+
+def test_litellm_containers_warm_the_tokenizer_at_import_leaving_no_thread_or_socket():
+    """Before the memory snapshot: litellm imported and its tokenizer loaded, and nothing that must differ
+    per container (threads, sockets) created."""
+    got = _import_in_subprocess({"THEORY_MODAL_IMAGE": "litellm"}, _WARM_PROBE)
+    assert got["litellm"] is True and got["encodings"], got
+    assert got["threads"] == ["MainThread"] and got["sockets"] == []
+
+
+def test_mock_containers_never_import_litellm():
+    got = _import_in_subprocess({"THEORY_MODAL_IMAGE": "mock"}, _WARM_PROBE)
+    assert got["litellm"] is False and got["threads"] == ["MainThread"]

@@ -234,9 +234,11 @@ def test_context_overflow_is_its_own_invalid_request_and_not_retried(openai_llm,
 
 
 def test_unknown_provider_prefix_is_named_before_any_network(no_provider_keys, connections):
-    llm = get_llm_provider("litellm", model_default="bogus/x", api_key="sk-test-key-123456")
-    with pytest.raises(InvalidRequestError, match="unknown provider prefix 'bogus' in model 'bogus/x'"):
-        llm.chat("hi")
+    with pytest.raises(InvalidRequestError, match="model 'bogus/x' refused .*unknown provider prefix 'bogus'"):
+        get_llm_provider("litellm", model_default="bogus/x", api_key="sk-test-key-123456")
+    llm = get_llm_provider("litellm", api_key="sk-test-key-123456")
+    with pytest.raises(InvalidRequestError, match="model 'bogus/x' refused .*unknown provider prefix 'bogus'"):
+        llm.chat("hi", model="bogus/x")
     assert connections == []
 
 

@@ -1,12 +1,23 @@
-"""The Modal app: one image, and one chat function plus one streaming function per processor.
+"""The Modal app: two images (locked), and each function written out with ``def``.
 
-Every function is a thin shell over :mod:`theory_modal.handlers`, generated from ``catalog.PROCESSORS``, so
-adding a provider adds one registration, not a copy. Importing this module locally does not import litellm.
+Every function is a thin shell over the async bodies in :mod:`theory_modal.handlers`; serving settings come
+from the catalogue (:mod:`theory_modal.catalog`). Importing this module locally does not import litellm.
 
-Deploy-time settings (read here at import, and baked into the image so containers compute the same values;
-see shared/notes/modal.md §7):
+Images:
+
+- ``litellm_image`` installs from ``requirements/litellm-image.lock``: every transitive package pinned with
+  sha256 hashes (``pip install --require-hashes --no-deps``; the lock is ``requirements.lock`` filtered to what
+  litellm and our own imports need, modal excluded: Modal provides its client in every container).
+- ``mock_image`` has no litellm at all: mock containers start and snapshot without it.
+- Both mount only our Python sources, and never ``theory_modal/testing`` (emulator, fake server).
+
+Deploy-time settings (read here at import, and baked into the images so containers compute the same values:
+a container re-imports this file, and any Modal object chosen from local-only state would differ there):
 
 - ``THEORY_MODAL_APP``: the app name (default ``theory``).
+- ``THEORY_MODAL_ALLOWED_MODELS``: comma-separated glob patterns of the models the functions serve, e.g.
+  ``openai/gpt-4o-mini,ollama_chat/*``; unset or empty serves any model the grammar accepts
+  (:mod:`theory_modal.allowlist`).
 - ``THEORY_MODAL_SECRETS``: comma-separated Modal Secret names attached to every function, e.g.
   ``openai-secret,anthropic-secret``. Empty by default: the mock and Ollama need no key.
 """
@@ -14,85 +25,141 @@ see shared/notes/modal.md §7):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import modal
 
 from theory_modal import handlers
-from theory_modal.catalog import PROCESSORS, Processor, Serving
+from theory_modal.allowlist import ENV_VAR as ALLOWED_MODELS_ENV
+from theory_modal.allowlist import allowed_patterns
+from theory_modal.catalog import processor_for
 
-__all__ = ["app", "image", "APP_NAME", "SECRET_NAMES", "FUNCTIONS", "LITELLM_REQUIREMENT"]
+__all__ = [
+    "app",
+    "litellm_image",
+    "mock_image",
+    "APP_NAME",
+    "ALLOWED_MODELS",
+    "SECRET_NAMES",
+    "FUNCTIONS",
+    "LITELLM_LOCK",
+    "SOURCE_IGNORE",
+    "mock_chat",
+    "mock_stream",
+    "litellm_chat",
+    "litellm_stream",
+]
 
 APP_NAME = os.environ.get("THEORY_MODAL_APP", "theory").strip() or "theory"
+#: The deployment's model allow-list, as read at deploy time (containers see the same value in their env).
+ALLOWED_MODELS: tuple[str, ...] = allowed_patterns()
 SECRET_NAMES: tuple[str, ...] = tuple(
     n.strip() for n in os.environ.get("THEORY_MODAL_SECRETS", "").split(",") if n.strip()
 )
-#: Same pin as pyproject.toml (a test keeps the two equal).
-LITELLM_REQUIREMENT = "litellm==1.110.2"
+#: The hash-locked requirements of the LiteLLM image. Read only when Modal builds the image (deploy time,
+#: locally); a container never needs the file.
+LITELLM_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "litellm-image.lock"
 
-image = (
+
+def SOURCE_IGNORE(path: Path) -> bool:
+    """Mount Python files only, and nothing under ``testing/``: test tools never ship to production."""
+    return path.suffix != ".py" or "testing" in path.parts
+
+
+_ENV = {
+    "THEORY_MODAL_APP": APP_NAME,
+    "THEORY_MODAL_SECRETS": ",".join(SECRET_NAMES),
+    ALLOWED_MODELS_ENV: ",".join(ALLOWED_MODELS),
+}
+
+mock_image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install(LITELLM_REQUIREMENT)
+    .env({"THEORY_MODAL_IMAGE": "mock", **_ENV})
+    # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.
+    .add_local_python_source("providers", "theory_modal", ignore=SOURCE_IGNORE)
+)
+
+litellm_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install_from_requirements(str(LITELLM_LOCK), extra_options="--require-hashes --no-deps")
     .env(
         {
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price-map fetch at import ("1" is not honoured)
             "LITELLM_OFFLINE_MODE": "true",  # no Hugging Face tokenizer download stalling the first stream
-            "THEORY_MODAL_APP": APP_NAME,
-            "THEORY_MODAL_SECRETS": ",".join(SECRET_NAMES),
+            "THEORY_MODAL_IMAGE": "litellm",
+            **_ENV,
         }
     )
-    # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.
-    .add_local_python_source("providers", "theory_modal")
+    .add_local_python_source("providers", "theory_modal", ignore=SOURCE_IGNORE)
 )
 
-app = modal.App(APP_NAME, image=image)
+app = modal.App(APP_NAME)
 
 #: Settings every function shares; per-processor ones (timeout, max_inputs) come from the catalogue.
-#: ``enable_memory_snapshot``: litellm (~3 s to import) is imported before the snapshot (below), so a
-#: restored container starts with it loaded.
+#: ``enable_memory_snapshot``: what is imported before the snapshot (litellm, below) is restored loaded.
 COMMON: dict[str, Any] = {
     "enable_memory_snapshot": True,
     "scaledown_window": 120,  # keep a warm container two minutes after the last input
     "secrets": [modal.Secret.from_name(name) for name in SECRET_NAMES],
 }
 
-if not modal.is_local():  # inside a container, at import: before the memory snapshot is taken
+MOCK = processor_for("mock")
+LITELLM = processor_for("litellm")
+
+
+def warm_litellm() -> None:
+    """Import litellm and load its tokenizer, so a restored container starts with both in memory.
+
+    Runs before the memory snapshot: it must leave no thread, socket or random state behind (litellm's
+    offline settings above keep it off the network).
+    """
     from providers.litellm_provider import load_litellm
 
-    load_litellm()
+    load_litellm().token_counter(model="gpt-4o-mini", text="warm up the tokenizer")
 
 
-def _chat_body(p: Processor) -> Callable[[dict], dict]:
-    ref, provider = p.ref, p.provider
-
-    def chat(payload: dict) -> dict:
-        return handlers.run_chat(ref, provider, payload)
-
-    return chat
+# Inside a LiteLLM container, at import: before the memory snapshot is taken. The image says which one it is.
+if not modal.is_local() and os.environ.get("THEORY_MODAL_IMAGE") == "litellm":
+    warm_litellm()
 
 
-def _stream_body(p: Processor) -> Callable[[dict], Iterator[Any]]:
-    ref, provider = p.ref, p.provider
-
-    def stream(payload: dict) -> Iterator[Any]:
-        yield from handlers.run_stream(ref, provider, payload)
-
-    return stream
+# ---------------------------------------------------------------------------------------------- mock
+@app.function(image=mock_image, timeout=MOCK.serving.timeout, **COMMON)
+@modal.concurrent(max_inputs=MOCK.serving.max_inputs)
+async def mock_chat(payload: dict) -> dict:
+    return await handlers.chat(MOCK.ref, MOCK.provider, payload)
 
 
-def _register(name: str, body: Callable, serving: Serving) -> modal.Function:
-    # Containers find a function by getattr(module, __qualname__), so each one is a module global by that name.
-    body.__name__ = body.__qualname__ = name
-    body.__module__ = __name__
-    fn = app.function(timeout=serving.timeout, **COMMON)(modal.concurrent(max_inputs=serving.max_inputs)(body))
-    globals()[name] = fn
-    return fn
+@app.function(image=mock_image, timeout=MOCK.serving.timeout, **COMMON)
+@modal.concurrent(max_inputs=MOCK.serving.max_inputs)
+async def mock_stream(payload: dict) -> AsyncIterator[dict]:
+    async with aclosing(handlers.stream(MOCK.ref, MOCK.provider, payload)) as events:  # closing this closes it
+        async for event in events:
+            yield event
 
 
-#: Function name -> Modal function, e.g. ``mock_chat``, ``mock_stream``, ``litellm_chat``, ``litellm_stream``.
-FUNCTIONS: dict[str, modal.Function] = {}
-for _p in PROCESSORS:
-    FUNCTIONS[_p.chat_function] = _register(_p.chat_function, _chat_body(_p), _p.serving)
-    FUNCTIONS[_p.stream_function] = _register(_p.stream_function, _stream_body(_p), _p.serving)
-del _p
+# ---------------------------------------------------------------------------------------------- litellm
+@app.function(image=litellm_image, timeout=LITELLM.serving.timeout, **COMMON)
+@modal.concurrent(max_inputs=LITELLM.serving.max_inputs)
+async def litellm_chat(payload: dict) -> dict:
+    return await handlers.chat(LITELLM.ref, LITELLM.provider, payload)
+
+
+@app.function(image=litellm_image, timeout=LITELLM.serving.timeout, **COMMON)
+@modal.concurrent(max_inputs=LITELLM.serving.max_inputs)
+async def litellm_stream(payload: dict) -> AsyncIterator[dict]:
+    async with aclosing(handlers.stream(LITELLM.ref, LITELLM.provider, payload)) as events:  # closing this closes it
+        async for event in events:
+            yield event
+
+
+#: Function name -> Modal function. A test checks it names exactly the catalogue's functions.
+FUNCTIONS: dict[str, modal.Function] = {
+    "mock_chat": mock_chat,
+    "mock_stream": mock_stream,
+    "litellm_chat": litellm_chat,
+    "litellm_stream": litellm_stream,
+}

@@ -210,6 +210,8 @@ def _merge_defaults(obj: dict[str, Any], defaults: dict[str, Any]) -> dict[str, 
     payload = dict(obj)
     if defaults.get("model") is not None and "model" not in payload:
         payload["model"] = defaults["model"]
+    if defaults.get("fallbacks") is not None and "fallbacks" not in payload:
+        payload["fallbacks"] = list(defaults["fallbacks"])
     default_options = dict(defaults.get("options") or {})
     if defaults.get("system") is not None:
         default_options["system"] = defaults["system"]
@@ -376,7 +378,9 @@ class OutputFile:
     """The output JSONL under an exclusive lock, appended one whole line at a time."""
 
     def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
+        # The real path: a resume swaps a rewritten file in by rename, which must replace the file a symlink
+        # names (not the symlink), and every spelling of one output must meet the same lock.
+        self.path = os.path.realpath(path)
         self.fd = -1
         self.size = 0  # bytes up to and including the last whole line
 
@@ -393,6 +397,10 @@ class OutputFile:
                 raise BatchInputError(f"--output {self.path}: the directory does not exist") from None
             except PermissionError:
                 raise BatchInputError(f"--output {self.path}: permission denied") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO blocks once full, a device cannot be cut back
+                os.close(fd)
+                raise BatchInputError(f"--output {self.path} is not a regular file: a batch writes a file it can "
+                                      "lock, cut back and --resume; name a file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -18,6 +18,7 @@ __all__ = [
     "ProcessorRefError",
     "Serving",
     "known_refs",
+    "processor_for",
     "resolve",
 ]
 
@@ -95,3 +96,11 @@ def resolve(ref: object) -> Processor:
     if not candidates:
         raise ProcessorRefError(f"unknown processor ref {ref!r}; known refs: {known}")
     return max(candidates, key=lambda p: p.version)
+
+
+def processor_for(provider: str) -> Processor:
+    """The latest processor run by ``provider`` (the Modal functions are named after the provider)."""
+    found = [p for p in PROCESSORS if p.provider == provider]
+    if not found:
+        raise KeyError(f"no processor for provider {provider!r}; providers: {sorted({p.provider for p in PROCESSORS})}")
+    return max(found, key=lambda p: p.version)

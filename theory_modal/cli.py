@@ -101,6 +101,8 @@ def cli() -> None:
               help="Generation option, repeatable: -o temperature=0.2 -o stop='[\"\\n\"]'. Values are JSON when "
                    "they parse as JSON, else text.")
 @click.option("--attach", "attach", multiple=True, metavar="NAME=PATH", help="Attach a file (repeatable).")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="MODEL",
+              help="Model to try when the previous one fails (repeatable, tried in order).")
 @click.option("--system", default=None, help="System prompt (same as -o system=...).")
 @click.option("--temperature", type=float, default=None, help="Same as -o temperature=...")
 @click.option("--max-tokens", type=int, default=None, help="Same as -o max_tokens=...")
@@ -111,8 +113,8 @@ def cli() -> None:
               help="JSON Schema the reply must validate against; prints the validated data.")
 @click.option("--history", "history_file", default=None, metavar="FILE.json",
               help="The conversation before the prompt: a JSON list of {role, content} turns.")
-def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, options, attach, system, temperature,
-        max_tokens, stream, as_json, schema_file, history_file):
+def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, options, attach, fallbacks, system,
+        temperature, max_tokens, stream, as_json, schema_file, history_file):
     """Run one processor once on PROMPT (defaults: llm/litellm@1, local adapter, smoke mode, "Hello").
 
     With no PROMPT, or PROMPT "-", the prompt is read from stdin: echo "Hi" | theory-modal run --ref llm/mock@1.
@@ -132,6 +134,8 @@ def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, op
         payload["options"] = opts
     if attach:
         payload["attachments"] = _parse_attach(attach)
+    if fallbacks:
+        payload["fallbacks"] = list(fallbacks)
     for key, value in (("output_schema", _json_file(schema_file, "--schema")),
                        ("history", _json_file(history_file, "--history"))):
         if value is not None:
@@ -139,7 +143,8 @@ def run(ref, adapter, mode, app_name, environment, prompt_arg, prompt, model, op
     from theory_modal.wire import Request
 
     Request.from_dict(payload)  # the wire checks (prompt, options, mode) before the adapter and any import
-    preflight(proc.provider, model, mode=mode, adapter=adapter)
+    if not fallbacks:  # with fallbacks a missing key is the chain's to handle: the next model may answer
+        preflight(proc.provider, model, mode=mode, adapter=adapter)
     runner = _make_adapter(adapter, app_name, environment)
     if stream:
         s = runner.stream(proc.ref, payload)
@@ -246,8 +251,10 @@ def _batch_progress(total: int):
 @click.option("--grace", type=click.FloatRange(0, None), default=30.0, show_default=True,
               help="Seconds Ctrl-C waits for items in flight before leaving them to --resume.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="MODEL",
+              help="Fallback model for every line without its own \"fallbacks\" (repeatable, tried in order).")
 def batch(ref, adapter, mode, app_name, environment, input_path, output_path, concurrency, resume, overwrite,
-          max_usd, max_errors, model, system, options, grace, as_json):
+          max_usd, max_errors, model, system, options, grace, as_json, fallbacks):
     """Run a processor over a JSONL file: results written as they finish, resumable, budgeted, locked."""
     import logging
     import signal
@@ -269,7 +276,8 @@ def batch(ref, adapter, mode, app_name, environment, input_path, output_path, co
             raise BadInput(f"--input {input_path} is a directory: name a JSONL file") from None
         except OSError as exc:
             raise BadInput(f"--input {input_path}: {exc.strerror or exc}") from None
-    defaults = {"model": model, "system": system, "options": _parse_batch_options(options)}
+    defaults = {"model": model, "system": system, "options": _parse_batch_options(options),
+                "fallbacks": list(fallbacks) or None}
     opts = BatchOptions(ref=ref, mode=mode, output=output_path, input_data=data, input_stat=input_stat,
                         concurrency=concurrency, resume=resume, overwrite=overwrite, max_usd=max_usd,
                         max_errors=max_errors, defaults=defaults, grace_seconds=grace)

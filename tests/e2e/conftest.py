@@ -20,8 +20,15 @@ def e2e_fake_llm() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture(scope="session")
-def emulator(e2e_fake_llm, tmp_path_factory) -> Iterator[ModalEmulator]:
-    secrets = {SECRET_NAME: {"OPENAI_API_KEY": SENTINEL, "OPENAI_API_BASE": e2e_fake_llm.openai_base}}
+def container_spans(tmp_path_factory):
+    """The file where every container writes its spans as JSON lines (THEORY_MODAL_OTEL_FILE)."""
+    return tmp_path_factory.mktemp("container-otel") / "spans.jsonl"
+
+
+@pytest.fixture(scope="session")
+def emulator(e2e_fake_llm, container_spans, tmp_path_factory) -> Iterator[ModalEmulator]:
+    secrets = {SECRET_NAME: {"OPENAI_API_KEY": SENTINEL, "OPENAI_API_BASE": e2e_fake_llm.openai_base,
+                             "THEORY_MODAL_OTEL_FILE": str(container_spans)}}
     emu = ModalEmulator(secrets=secrets, state_dir=tmp_path_factory.mktemp("e2e-emulator"))
     emu.start()
     try:

@@ -133,6 +133,8 @@ PROBE = (
 
 @pytest.mark.parametrize("args,code,needle", [
     (["--model", "has space"], 2, "model"),
+    (["--model", "bogus/x"], 2, "bogus"),
+    (["--model", "bogus/x", "--adapter", "modal"], 2, "bogus"),
     (["--mode", "live"], 1, "OPENAI_API_KEY missing or OpenAI unreachable."),
     (["--mode", "live", "--model", "anthropic/claude-3-5-haiku-latest"], 1, "ANTHROPIC_API_KEY missing"),
     (["--mode", "live", "--model", "gemini/gemini-2.0-flash"], 1, "GEMINI_API_KEY (or GOOGLE_API_KEY) missing"),

@@ -17,6 +17,7 @@ from theory_modal.adapters.local import LocalAdapter
 from theory_modal.adapters.modal import (
     ModalAdapter,
     ModalCredentialsError,
+    ModalFunctionTimeoutError,
     ModalNotDeployedError,
     ModalUnreachableError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RunStream",
     "AdapterError",
     "ModalCredentialsError",
+    "ModalFunctionTimeoutError",
     "ModalNotDeployedError",
     "ModalUnreachableError",
     "get_adapter",

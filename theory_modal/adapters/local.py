@@ -1,14 +1,75 @@
-"""The in-process adapter: the Modal function objects' ``.local()``. No network, no Modal token."""
+"""The in-process adapter: the Modal function objects' ``.local()``. No network, no Modal token.
+
+The functions are async (as in a container), so this adapter runs them on one event loop of its own, in a
+daemon thread shared by every LocalAdapter of the process: provider clients bound to a loop (LiteLLM's async
+HTTP clients) stay valid from call to call, and sync callers never nest event loops. At exit the loop's
+leftover tasks (LiteLLM's background logging) are cancelled and the thread is stopped and joined, so the
+interpreter never finalizes while that thread holds a lock (which deadlocks the exit).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import asyncio
+import atexit
+import threading
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from theory_modal.adapters.base import Adapter
 
 __all__ = ["LocalAdapter"]
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_loop_lock = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=loop.run_forever, name="theory-modal-local-loop", daemon=True)
+            _thread.start()
+            _loop = loop
+            atexit.register(_stop_loop)
+        return _loop
+
+
+async def _cancel_leftovers() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+def _stop_loop(timeout: float = 5.0) -> None:
+    """Cancel what still runs on the loop, stop it and join its thread (at exit; idempotent)."""
+    global _loop, _thread
+    with _loop_lock:
+        loop, thread, _loop, _thread = _loop, _thread, None, None
+    if loop is None or thread is None:
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_leftovers(), loop).result(timeout)
+    except Exception:  # noqa: BLE001 - best effort: stopping must not fail the exit
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout)
+    if not thread.is_alive():
+        loop.close()
+
+
+def _submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    return asyncio.run_coroutine_threadsafe(coro, _event_loop())
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return _submit(coro).result()
 
 
 class LocalAdapter(Adapter):
@@ -22,19 +83,35 @@ class LocalAdapter(Adapter):
         return FUNCTIONS[function]
 
     def _call(self, function: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._fn(function).local(body)
+        return _run(self._fn(function).local(body))
 
     def _call_gen(self, function: str, body: dict[str, Any]) -> Iterator[Any]:
-        return self._fn(function).local(body)
+        agen = self._fn(function).local(body)
+        try:
+            while True:
+                try:
+                    event = _run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            _run(agen.aclose())  # closing the stream closes the provider's stream, on the loop that runs it
 
     def _map(self, function: str, bodies: list[dict[str, Any]], concurrency: int) -> Iterator[Any]:
         fn = self._fn(function)
+        limit = asyncio.Semaphore(max(1, concurrency))
 
-        def one(body: dict[str, Any]) -> Any:
-            try:
-                return fn.local(body)
-            except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
-                return exc
+        async def one(body: dict[str, Any]) -> Any:
+            async with limit:
+                try:
+                    return await fn.local(body)
+                except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
+                    return exc
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            yield from pool.map(one, bodies)
+        futures = [_submit(one(body)) for body in bodies]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()

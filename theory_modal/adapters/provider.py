@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers import telemetry
 from theory_modal.adapters.base import Adapter
 from theory_modal.catalog import resolve
 
@@ -21,10 +22,13 @@ class AdapterProvider:
     """The provider contract on top of an adapter: ``chat`` etc. run a processor locally or on Modal.
 
     Lets code written against ``LLMProvider`` (and the contract suite) use a deployed app unchanged:
-    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1", mode="live")``.
+    ``AdapterProvider(get_adapter("modal"), "llm/litellm@1")``. ``mode`` defaults to ``live``, like the wire.
+
+    ``fallbacks=`` travels in the request (the function walks the chain, in one round trip). Each call is a
+    span here too; the adapter sends its trace context, so the function's span is its child.
     """
 
-    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "smoke", model_default: str | None = None) -> None:
+    def __init__(self, adapter: Adapter, ref: str, *, mode: str = "live", model_default: str | None = None) -> None:
         from providers.registry import default_models
 
         self.adapter = adapter
@@ -38,6 +42,9 @@ class AdapterProvider:
 
         structure = {k: options.pop(k) for k in _STRUCTURE if k in options}
         payload: dict[str, Any] = {"prompt": prompt, "mode": self.mode, "model": model or self.model_default}
+        fallbacks = options.pop("fallbacks", None)
+        if fallbacks is not None:
+            payload["fallbacks"] = fallbacks
         if options:
             payload["options"] = options
         atts = check_attachments(attachments)
@@ -61,19 +68,28 @@ class AdapterProvider:
     def _reply(resp: dict[str, Any], output_schema: Any = None):
         from providers.contract import LLMReply
 
-        return LLMReply.from_dict({k: v for k, v in resp.items() if k != "ref"}, output_schema=output_schema)
+        return LLMReply.from_dict({k: v for k, v in resp.items() if k not in ("ref", "mode")}, output_schema=output_schema)
+
+    def _call(self, payload: dict[str, Any], stream: bool) -> telemetry.Call:
+        return telemetry.start_call(self.name, payload["model"], payload.get("options") or {},
+                                    prompt=payload["prompt"], stream=stream)
 
     def chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         schema = options.get("output_schema")
-        return self._reply(
-            self.adapter.run(self.processor.ref, self._payload(prompt, model, attachments, options)), schema
-        )
+        payload = self._payload(prompt, model, attachments, options)
+        with self._call(payload, stream=False) as call:
+            reply = self._reply(self.adapter.run(self.processor.ref, payload), schema)
+            call.succeeded(reply)
+            return reply
 
     def stream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         from providers.streams import ChatStream
 
         schema = options.get("output_schema")
-        run = self.adapter.stream(self.processor.ref, self._payload(prompt, model, attachments, options))
+        payload = self._payload(prompt, model, attachments, options)
+        call = self._call(payload, stream=True)
+        with call.opening():
+            run = self.adapter.stream(self.processor.ref, payload)
 
         def gen():
             try:
@@ -82,14 +98,17 @@ class AdapterProvider:
                 run.close()
             return self._reply(run.response, schema)
 
-        return ChatStream(gen())
+        return ChatStream(call.stream(gen()))
 
     async def achat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
 
         schema = options.get("output_schema")
         payload = self._payload(prompt, model, attachments, options)
-        return self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload), schema)
+        with self._call(payload, stream=False) as call:
+            reply = self._reply(await asyncio.to_thread(self.adapter.run, self.processor.ref, payload), schema)
+            call.succeeded(reply)
+            return reply
 
     def astream_chat(self, prompt: Any, *, model: str | None = None, attachments: Any = None, **options: Any):
         import asyncio
@@ -100,11 +119,14 @@ class AdapterProvider:
         done = object()
 
         async def agen():
-            while True:
-                chunk = await asyncio.to_thread(next, sync_stream, done)
-                if chunk is done:
-                    break
-                yield chunk
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(next, sync_stream, done)
+                    if chunk is done:
+                        break
+                    yield chunk
+            finally:
+                sync_stream.close()
             yield sync_stream.reply
 
         return AsyncChatStream(agen())

@@ -55,6 +55,8 @@ family: OpenAI ``{"error": {"message", "type", "param", "code"}}``, Ollama ``{"e
                          forever, never a finish; non-streaming: same as drip
     json-invalid         the reply text is ``{"oops": `` (not JSON, so it fails any schema)
     tool-invalid         a tool call whose arguments are not JSON (Ollama: a call of an unknown tool)
+    echo-key-<code>-<N>  that HTTP status, with an error message that quotes the request's bearer token (or
+                         Ollama's) after N characters of filler: an upstream that leaks the key back
     ===================  ========================================================================
 
 A client that goes away mid-answer is recorded: ``disconnects`` lists each (scenario, path) whose write failed,
@@ -93,6 +95,7 @@ _SCHEMA_MARK = "JSON Schema:"
 _ERROR_RE = re.compile(r"error-([45]\d\d)(?:-(noretry)|-ra(\d+))?")
 _HANG_RE = re.compile(r"hang(?:-(\d+(?:\.\d+)?))?")
 _DRIP_RE = re.compile(r"(drip|endless)(?:-(\d+(?:\.\d+)?))?")
+_ECHO_RE = re.compile(r"echo-key-([45]\d\d)-(\d{1,6})")
 _PACING = {"slow-stream": (32, 0.002), "trickle": (8, 0.005)}  # (bytes per write, pause after each)
 _OPENAI_CHAT = ("/v1/chat/completions", "/chat/completions")
 _CTX_MESSAGE = ("This model's maximum context length is 128000 tokens. However, your messages resulted in "
@@ -106,6 +109,7 @@ class Scenario:
     status: int = 200
     retry_after: int | None = None
     seconds: float = 0.0
+    offset: int = 0
 
 
 def parse_scenario(name: str | None) -> Scenario | None:
@@ -118,6 +122,8 @@ def parse_scenario(name: str | None) -> Scenario | None:
         status = int(m.group(1))
         retry = int(m.group(3)) if m.group(3) else (1 if status in (429, 503) and not m.group(2) else None)
         return Scenario(name, "error", status, retry)
+    if m := _ECHO_RE.fullmatch(name):
+        return Scenario(name, "echo-key", int(m.group(1)), offset=int(m.group(2)))
     if m := _HANG_RE.fullmatch(name):
         return Scenario(name, "hang", seconds=float(m.group(1) or 30))
     if (m := _DRIP_RE.fullmatch(name)) and float(m.group(2) or 0.5) > 0:
@@ -392,6 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(openai, 400, "request body must be a JSON object", model)
         if owner.latency:
             owner._sleep(owner.latency)
+        if scenario is not None and scenario.kind == "echo-key":
+            auth = headers.get("authorization", "")
+            token = auth.split(" ", 1)[1] if " " in auth else auth
+            filler = ("upstream diagnostic text " * (scenario.offset // 25 + 1))[: scenario.offset]
+            return self._error(openai, scenario.status, f"{filler}{token} was rejected by the gateway", model)
         self._complete(path, body, model, scenario)
 
     def _complete(self, path: str, body: dict[str, Any], model: str, scenario: Scenario | None) -> None:

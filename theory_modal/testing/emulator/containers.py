@@ -121,8 +121,10 @@ class ContainerManager:
         on_exit: Callable[[Container], None],
         on_stopping: Callable[[Container], None],
         echo_output: bool = False,
+        heartbeat_interval: float = 1.0,
     ) -> None:
         self._state = state
+        self._heartbeat_interval = heartbeat_interval
         self._logs = logs
         self._ids = ids
         self._root = root
@@ -326,6 +328,8 @@ class ContainerManager:
                     f"{TASK_ID_HEADER}:{container.task_id},{TASK_SECRET_HEADER}:{container.secret}"
                 ),
                 "THEORY_MODAL_EMULATOR_FS_ROOT": str(fs_root),
+                # how often the container heartbeats, and so how soon it learns an input was cancelled
+                "MODAL_HEARTBEAT_INTERVAL": str(self._heartbeat_interval),
             }
         )
         argv = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid())]

@@ -62,6 +62,8 @@ class ModalEmulator:
         token_id, token_secret: the only credentials accepted from clients.
         max_containers_per_function: how many containers one (bound) function may scale out to.
         echo_container_output: log container output at INFO instead of DEBUG.
+        container_heartbeat_interval: seconds between container heartbeats, which deliver input cancellations
+            (Modal's default is 15; 1 lets tests see a cancelled input stop at once).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class ModalEmulator:
         max_containers_per_function: int = 1,
         container_stop_grace: float = 3.0,
         echo_container_output: bool = False,
+        container_heartbeat_interval: float = 1.0,
     ) -> None:
         check_modal_version()
         self.config = EmulatorConfig(
@@ -84,6 +87,7 @@ class ModalEmulator:
             max_containers_per_function=max_containers_per_function,
             container_stop_grace=container_stop_grace,
             echo_container_output=echo_container_output,
+            container_heartbeat_interval=container_heartbeat_interval,
         )
         self._secrets = {name: dict(values) for name, values in (secrets or {}).items()}
         self._state_parent = Path(state_dir) if state_dir is not None else None
