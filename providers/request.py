@@ -319,13 +319,29 @@ def _check_schema(schema: object, where: str) -> dict[str, Any]:
         raise InvalidRequestError(f"{where} must be plain JSON: {exc}") from None
     if size > MAX_SCHEMA_CHARS:
         raise InvalidRequestError(f"{where} is {size:,} characters of JSON; at most {MAX_SCHEMA_CHARS:,} are accepted")
-    from providers.structured import compile_validator
+    from providers.structured import compile_validator, dangling_refs, loops_forever, non_local_refs
 
+    remote = non_local_refs(schema)
+    if remote:
+        at, ref = remote[0]
+        raise InvalidRequestError(
+            f"{where} has $ref {ref[:100]!r} at {at[:100]}: only references inside the schema ('#/$defs/...') are "
+            "accepted (nothing is fetched); inline the referenced schema under $defs"
+        )
     try:
         compile_validator(schema)
+        dangling = dangling_refs(schema)
     except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError (and RecursionError on pathological input)
         message = getattr(exc, "message", None) or str(exc)
         raise InvalidRequestError(f"{where} is not a valid JSON Schema: {message[:300]}") from None
+    if dangling:
+        at, ref = dangling[0]
+        raise InvalidRequestError(f"{where} has $ref {ref[:100]!r} at {at[:100]}, which points nowhere in the schema")
+    if loops_forever(schema):
+        raise InvalidRequestError(
+            f"{where}: its $ref chain loops without ever reaching a type (e.g. {{\"$ref\": \"#\"}}); no value can "
+            "be checked against it"
+        )
     return schema
 
 

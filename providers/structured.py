@@ -32,6 +32,9 @@ __all__ = [
     "Turn",
     "Mismatch",
     "compile_validator",
+    "non_local_refs",
+    "dangling_refs",
+    "loops_forever",
     "schema_error",
     "sum_usage",
     "build_reply",
@@ -46,11 +49,85 @@ _MAX_ERROR_CHARS = 600
 @functools.lru_cache(maxsize=256)
 def _compiled(canonical: str) -> Any:
     from jsonschema import validators  # lazy: only requests with a schema pay for the import
+    from referencing import Registry
 
     schema = json.loads(canonical)
     cls = validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    # An explicit, empty registry: without one, jsonschema fetches any remote ``$ref`` over the network while
+    # validating, so a caller's schema could make a deployed function dial any host (cloud metadata included).
+    # With it, only references inside the schema resolve (``check_schema_refs`` refuses the rest up front).
+    return cls(schema, registry=Registry())
+
+
+def loops_forever(schema: dict[str, Any]) -> bool:
+    """Whether validating any value recurses without end (a ``$ref`` cycle that never descends into the
+    instance, e.g. ``{"$ref": "#"}``). Probed on a few small values, before any network."""
+    validator = compile_validator(schema)
+    try:
+        for probe in (None, 0, "", [], {}, [0], {"a": 0}):
+            for _ in validator.iter_errors(probe):
+                pass
+    except RecursionError:
+        return True
+    except Exception:  # noqa: BLE001 - other problems (dangling refs) are reported by their own checks
+        return False
+    return False
+
+
+def dangling_refs(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every local ``$ref`` / ``$dynamicRef`` that does not resolve inside ``schema``, as (where, ref): found
+    before any network, so a request whose schema cannot be used is refused instead of failing after the call.
+    (Subschemas with their own ``$id`` change the base of their references; they are left to validation time.)"""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    refs = [(where, ref) for where, ref in _refs(schema) if ref.startswith("#")]
+    if not refs or _has_nested_id(schema):
+        return []
+    spec = specification_with(str(schema.get("$schema", "")), default=DRAFT202012)
+    resource = spec.create_resource(schema)
+    base = resource.id() or "urn:theory-modal:output-schema"
+    resolver = Registry().with_resource(base, resource).resolver(base_uri=base)
+    out = []
+    for where, ref in refs:
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            out.append((where, ref))
+    return out
+
+
+def _has_nested_id(schema: object, top: bool = True) -> bool:
+    if isinstance(schema, dict):
+        if not top and isinstance(schema.get("$id"), str):
+            return True
+        return any(_has_nested_id(v, False) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_nested_id(v, False) for v in schema)
+    return False
+
+
+def _refs(schema: object, path: str = "#") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[object, str]] = [(schema, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
+                    out.append((where, value))
+                stack.append((value, f"{where}/{key}"))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}/{i}") for i, v in enumerate(node))
+    return out
+
+
+def non_local_refs(schema: object) -> list[tuple[str, str]]:
+    """Every ``$ref`` / ``$dynamicRef`` that points outside the schema (anything not starting with ``#``), as
+    (where, ref). Such references would need a fetch; they are refused before any network."""
+    return [(where, ref) for where, ref in _refs(schema) if not ref.startswith("#")]
 
 
 def compile_validator(schema: dict[str, Any]) -> Any:
@@ -62,8 +139,18 @@ def compile_validator(schema: dict[str, Any]) -> Any:
 def schema_error(validator: Any, instance: Any) -> str | None:
     """The most relevant validation error as one line (``at $.age: -1 is less than the minimum of 0``), or None."""
     from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
 
-    error = best_match(validator.iter_errors(instance))
+    try:
+        error = best_match(validator.iter_errors(instance))
+    except Unresolvable as exc:  # the schema's fault, not the reply's (dangling_refs catches most up front)
+        from providers.errors import InvalidRequestError
+
+        raise InvalidRequestError(f"the schema has a $ref that points nowhere: {_clip(str(exc))[:200]}") from None
+    except RecursionError:  # a $ref cycle that never descends into the instance ({"$ref": "#"})
+        from providers.errors import InvalidRequestError
+
+        raise InvalidRequestError("the schema's $ref chain loops without ever reaching a type (e.g. {\"$ref\": \"#\"})") from None
     if error is None:
         return None
     where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
@@ -109,13 +196,39 @@ class OutputSchema:
             except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, without importing pydantic
                 raise Mismatch(_clip(_pydantic_message(exc))) from None
         try:
-            value = json.loads(text)
+            value = strict_json(text)
         except ValueError as exc:
-            raise Mismatch(f"the reply is not JSON ({exc.msg} at character {exc.pos})") from None
+            raise Mismatch(f"the reply is not JSON ({_json_problem(exc)})") from None
         problem = schema_error(compile_validator(self.json_schema), value)
         if problem:
             raise Mismatch(problem)
         return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """Standard JSON only: ``NaN``/``Infinity`` and numbers that overflow to infinity are refused (they cannot
+    cross the wire as JSON), and nesting too deep for the parser is a ``ValueError``, never a RecursionError."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _json_problem(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at character {exc.pos}"
+    return str(exc)
 
 
 def _name(text: str) -> str:
@@ -180,9 +293,9 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
             continue
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = strict_json(arguments) if arguments.strip() else {}
             except ValueError as exc:
-                problems.append((call_id, f"the arguments of {name} are not JSON ({exc.msg})"))
+                problems.append((call_id, f"the arguments of {name} are not JSON ({_json_problem(exc)})"))
                 continue
         if not isinstance(arguments, dict):
             problems.append((call_id, f"the arguments of {name} must be a JSON object"))
