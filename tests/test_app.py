@@ -104,7 +104,11 @@ def test_litellm_functions_use_the_locked_image_and_mock_functions_the_image_wit
     assert any("LITELLM_LOCAL_MODEL_COST_MAP" in c and "True" in c for c in litellm_layers)
     mock_layers = [c for layer in _image_layers(app_module.mock_image) for c in layer]
     assert mock_layers[: len(base)] == base
-    assert not any("pip" in c or "litellm" in c.lower() for c in mock_layers[len(base):]), mock_layers
+    # the mock image installs the OpenTelemetry export packages (hash-locked) and nothing else: no litellm
+    assert [c for c in mock_layers[len(base):] if "pip" in c] == [
+        "RUN python -m pip install -r /.requirements.txt --require-hashes --no-deps"], mock_layers
+    assert not any("litellm" in c.lower() for c in mock_layers[len(base):]), mock_layers
+    assert "litellm" not in app_module.OTEL_LOCK.read_text()
     # without these the containers fail with ModuleNotFoundError
     for image in (litellm_image, mock_image):
         assert image._added_python_source_set == frozenset({"providers", "theory_modal"})

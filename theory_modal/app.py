@@ -7,8 +7,12 @@ Images:
 
 - ``litellm_image`` installs from ``requirements/litellm-image.lock``: every transitive package pinned with
   sha256 hashes (``pip install --require-hashes --no-deps``; the lock is ``requirements.lock`` filtered to what
-  litellm and our own imports need, modal excluded: Modal provides its client in every container).
-- ``mock_image`` has no litellm at all: mock containers start and snapshot without it.
+  litellm, our own imports and the ``otel`` extra need, modal excluded: Modal provides its client in every
+  container).
+- ``mock_image`` has no litellm at all: mock containers start and snapshot without it. It installs only
+  ``requirements/otel-image.lock`` (the OpenTelemetry SDK and OTLP/HTTP exporter, hash-locked the same way).
+- Both can send their spans to an OTLP collector when the standard ``OTEL_EXPORTER_OTLP_*`` variables reach the
+  container (a Modal Secret in ``THEORY_MODAL_SECRETS``); without them nothing is exported and nothing is set up.
 - Both mount only our Python sources, and never ``theory_modal/testing`` (emulator, fake server).
 
 Deploy-time settings (read here at import, and baked into the images so containers compute the same values:
@@ -46,6 +50,7 @@ __all__ = [
     "SECRET_NAMES",
     "FUNCTIONS",
     "LITELLM_LOCK",
+    "OTEL_LOCK",
     "SOURCE_IGNORE",
     "mock_chat",
     "mock_stream",
@@ -62,6 +67,8 @@ SECRET_NAMES: tuple[str, ...] = tuple(
 #: The hash-locked requirements of the LiteLLM image. Read only when Modal builds the image (deploy time,
 #: locally); a container never needs the file.
 LITELLM_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "litellm-image.lock"
+#: The mock image's hash-locked OpenTelemetry export packages (the LiteLLM image's lock already holds them).
+OTEL_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "otel-image.lock"
 
 
 def SOURCE_IGNORE(path: Path) -> bool:
@@ -77,6 +84,7 @@ _ENV = {
 
 mock_image = (
     modal.Image.debian_slim(python_version="3.11")
+    .pip_install_from_requirements(str(OTEL_LOCK), extra_options="--require-hashes --no-deps")
     .env({"THEORY_MODAL_IMAGE": "mock", **_ENV})
     # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.
     .add_local_python_source("providers", "theory_modal", ignore=SOURCE_IGNORE)
