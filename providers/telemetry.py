@@ -40,6 +40,8 @@ from providers.errors import ProviderError, redact
 
 __all__ = [
     "configure",
+    "configured_providers",
+    "file_span_processor",
     "start_call",
     "call_context",
     "note_retry",
@@ -96,7 +98,8 @@ _PROVIDER_NAMES = {
 
 # ------------------------------------------------------------------------------------------------ settings
 class _Settings:
-    __slots__ = ("enabled", "capture_content", "call_log", "tracer_provider", "meter_provider", "file_path")
+    __slots__ = ("enabled", "capture_content", "call_log", "tracer_provider", "meter_provider", "file_path",
+                 "file_provider")
 
     def __init__(self) -> None:
         self.enabled = os.environ.get("THEORY_MODAL_TELEMETRY", "on").strip().lower() not in ("0", "off", "false", "no")
@@ -107,6 +110,7 @@ class _Settings:
         self.tracer_provider: Any = None
         self.meter_provider: Any = None
         self.file_path = os.environ.get("THEORY_MODAL_OTEL_FILE", "").strip() or None
+        self.file_provider: Any = None  # the provider made for file_path (not one the application gave)
 
 
 _settings = _Settings()
@@ -200,11 +204,28 @@ def _load() -> _Otel | None:
 
 def _file_tracer_provider() -> Any:
     """``THEORY_MODAL_OTEL_FILE=path``: spans as JSON lines to that file (needs opentelemetry-sdk). Meant for
-    inspecting what a Modal container emitted, e.g. in the emulator tests; production uses an OTLP exporter."""
+    inspecting what a Modal container emitted, e.g. in the emulator tests; production uses an OTLP exporter
+    (:mod:`providers.telemetry_export`)."""
     path = _settings.file_path
     if not path:
         return None
     from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    provider.add_span_processor(file_span_processor(path))
+    _settings.tracer_provider = _settings.file_provider = provider
+    return provider
+
+
+def configured_providers() -> tuple[Any, Any]:
+    """The (tracer, meter) providers the application gave :func:`configure` (``None`` for each not given).
+    The provider made for ``THEORY_MODAL_OTEL_FILE`` does not count: it is ours, not the application's."""
+    tracer = _settings.tracer_provider
+    return (None if tracer is _settings.file_provider else tracer), _settings.meter_provider
+
+
+def file_span_processor(path: str) -> Any:
+    """A span processor writing each ended span as one JSON line to ``path`` (needs opentelemetry-sdk)."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
     lock = threading.Lock()
@@ -216,10 +237,7 @@ def _file_tracer_provider() -> Any:
                 f.write("".join(line + "\n" for line in lines))
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_JsonLinesExporter()))
-    _settings.tracer_provider = provider
-    return provider
+    return SimpleSpanProcessor(_JsonLinesExporter())
 
 
 # ------------------------------------------------------------------------------------------------ attributes

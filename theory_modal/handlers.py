@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from providers import LLMProvider, get_llm_provider, telemetry
+from providers import LLMProvider, get_llm_provider, telemetry, telemetry_export
 from providers.errors import ProviderError
 from providers.registry import default_models
 from theory_modal.allowlist import check_allowed
@@ -68,16 +68,29 @@ def _function_call_id() -> str | None:
         return None
 
 
+def _container_telemetry() -> None:
+    """Inside a Modal container: OTLP export from the standard variables, set up at the first input (after any
+    memory snapshot: the exporter's threads must not be in it). Elsewhere the caller's process owns its setup."""
+    import modal
+
+    if not modal.is_local():
+        telemetry_export.setup_from_env()
+
+
 async def chat(ref: str, provider: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Validate, call the provider, return the Response.
 
-    The provider's span continues the caller's trace (``trace`` in the request) and is labelled with the ref."""
+    The provider's span continues the caller's trace (``trace`` in the request) and is labelled with the ref;
+    in a container it is exported before the reply leaves (bounded: :func:`telemetry_export.after_call`)."""
+    _container_telemetry()
     try:
         req, kwargs = _call_args(provider, payload)
         with telemetry.remote_parent(req.trace), telemetry.call_context(ref=ref, mode=req.mode):
             reply = await provider_for(provider, req.mode).achat(req.prompt, **kwargs)
     except ProviderError as exc:
         raise remote_error(exc) from None
+    finally:
+        await telemetry_export.after_call()
     return response_dict(ref, req.mode, reply.to_dict())
 
 
@@ -88,11 +101,13 @@ async def stream(ref: str, provider: str, payload: dict[str, Any]) -> AsyncItera
     Only the opening runs under the caller's trace context: its span is created there and carries the parent
     itself; a context attached across this generator's yields would leak into whoever iterates it.
     """
+    _container_telemetry()
     try:
         req, kwargs = _call_args(provider, payload)
         with telemetry.remote_parent(req.trace), telemetry.call_context(ref=ref, mode=req.mode):
             chunks = provider_for(provider, req.mode).astream_chat(req.prompt, **kwargs)
     except ProviderError as exc:
+        await telemetry_export.after_call()
         raise remote_error(exc) from None
     try:
         yield start_event(_function_call_id())
@@ -103,4 +118,5 @@ async def stream(ref: str, provider: str, payload: dict[str, Any]) -> AsyncItera
             raise remote_error(exc) from None
     finally:
         await chunks.aclose()
+        await telemetry_export.after_call()  # the stream's span has ended: exported before `done` is sent
     yield done_event(response_dict(ref, req.mode, chunks.reply.to_dict()))
