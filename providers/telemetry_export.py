@@ -17,7 +17,9 @@ from one background thread; the input waits for it at most ``THEORY_MODAL_OTEL_F
 (default 1.0; ``0`` = do not wait), and not at all while the collector is failing, so a slow or dead collector
 never holds replies back for long. A healthy collector has the span before the caller has the reply. What is
 still queued when the container exits (scale-down after idle, ``modal app stop``) is exported by the SDK's
-exit-time shutdown. Metrics are cumulative and exported every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60 s) and at
+exit-time shutdown. ``THEORY_MODAL_OTEL_FLUSH=exit`` skips the per-input flush (for busy functions: spans then
+leave in batches every ``OTEL_BSP_SCHEDULE_DELAY`` ms, 5 s, and at exit; a container killed outright loses the
+last batch). Metrics are cumulative and exported every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60 s) and at
 exit.
 
 What this never does: configure anything when the application already set a global OpenTelemetry provider or
@@ -45,6 +47,7 @@ from providers.redact import install_log_redaction, mask_url, redact, remember_s
 __all__ = [
     "LOGGER",
     "FLUSH_WAIT_VAR",
+    "FLUSH_VAR",
     "HEADER_VARS",
     "endpoints",
     "setup_from_env",
@@ -56,6 +59,8 @@ __all__ = [
 
 LOGGER = "theory_modal.otel"
 FLUSH_WAIT_VAR = "THEORY_MODAL_OTEL_FLUSH_WAIT_S"
+#: ``call`` (default): flush at the end of every input; ``exit``: only in batches and at container exit.
+FLUSH_VAR = "THEORY_MODAL_OTEL_FLUSH"
 _DEFAULT_FLUSH_WAIT_S = 1.0
 #: Every variable the exporters read headers from: their values are credentials.
 HEADER_VARS = (
@@ -182,7 +187,7 @@ class _Export:
     """The exporters this module set up: a tracer provider with a batch processor, maybe a meter provider."""
 
     def __init__(self, tracer_provider: Any, span_exporter: _Recording | None, meter_provider: Any,
-                 flush_wait_s: float) -> None:
+                 flush_wait_s: float | None) -> None:
         self.tracer_provider = tracer_provider
         self.span_exporter = span_exporter
         self.meter_provider = meter_provider
@@ -199,7 +204,13 @@ class _Export:
         return self.span_exporter is None or self.span_exporter.ok
 
 
-def _flush_wait(env: Mapping[str, str]) -> float:
+def _flush_wait(env: Mapping[str, str]) -> float | None:
+    """Seconds an input waits for its flush; ``None``: no flush per input (``THEORY_MODAL_OTEL_FLUSH=exit``)."""
+    mode = env.get(FLUSH_VAR, "").strip().lower()
+    if mode == "exit":
+        return None
+    if mode not in ("", "call"):
+        _log.warning("%s=%r is not 'call' or 'exit'; using 'call'", FLUSH_VAR, redact(mode)[:40])
     raw = env.get(FLUSH_WAIT_VAR, "").strip()
     if not raw:
         return _DEFAULT_FLUSH_WAIT_S
@@ -314,7 +325,7 @@ async def after_call() -> None:
     collector must not slow every call down); the flush goes on in the background either way. Never raises
     (a cancellation of the calling task still propagates)."""
     export = _state
-    if export is None:
+    if export is None or export.flush_wait_s is None:
         return
     try:
         future = export.flusher.request()

@@ -207,6 +207,37 @@ def test_setup_happens_once_per_process(clean_env, collector):
     assert telemetry.configured_providers() == first
 
 
+def test_with_flush_at_exit_spans_wait_for_the_batch_and_still_leave_when_the_process_exits(collector):
+    """THEORY_MODAL_OTEL_FLUSH=exit: no export per input (the batch delay here is ten minutes), yet the span
+    is not lost: the process's normal exit (what a scaled-down container does) exports it."""
+    code = (
+        "import asyncio, sys\n"
+        "from providers import telemetry_export\n"
+        "from theory_modal import handlers\n"
+        "assert telemetry_export.setup_from_env()\n"
+        "asyncio.run(handlers.chat('llm/mock@1', 'mock', {'prompt': 'bye', 'mode': 'live'}))\n"
+        "print('called', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(OTEL_VARS)}
+    env = {**clean, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, telemetry_export.FLUSH_VAR: "exit",
+           "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
+    with subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout.readline().strip() == "called", child.stderr.read()
+            assert collector.spans() == []  # the input ended with nothing exported
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert child.wait(timeout=60) == 0, child.stderr.read()
+        finally:
+            if child.poll() is None:
+                child.kill()
+    [span] = collector.spans()  # exported by the exit-time shutdown, before the process was gone
+    assert span["attributes"]["theory_modal.ref"] == "llm/mock@1"
+    assert "gen_ai.client.operation.duration" in collector.metric_names()
+
+
 # ------------------------------------------------------------------------------------------ failures
 @pytest.mark.parametrize("status", [401, 500, 503])
 def test_a_failing_collector_never_fails_a_call(clean_env, status):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from e2e_settings import ROOT, SECRET_NAME, SENTINEL
+from e2e_settings import OTLP_KEY, ROOT, SECRET_NAME, SENTINEL
 
 from theory_modal.testing.emulator import ModalEmulator
 from theory_modal.testing.emulator.fixtures import reset_modal_client
 from theory_modal.testing.fake_llm import FakeLLMServer
+from theory_modal.testing.otlp_receiver import OtlpReceiver
 
 
 
@@ -26,9 +27,18 @@ def container_spans(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def emulator(e2e_fake_llm, container_spans, tmp_path_factory) -> Iterator[ModalEmulator]:
+def otlp_collector() -> Iterator[OtlpReceiver]:
+    """A loopback OTLP/HTTP collector every container exports to (OTEL_EXPORTER_OTLP_* from the secret)."""
+    with OtlpReceiver() as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
+def emulator(e2e_fake_llm, container_spans, otlp_collector, tmp_path_factory) -> Iterator[ModalEmulator]:
     secrets = {SECRET_NAME: {"OPENAI_API_KEY": SENTINEL, "OPENAI_API_BASE": e2e_fake_llm.openai_base,
-                             "THEORY_MODAL_OTEL_FILE": str(container_spans)}}
+                             "THEORY_MODAL_OTEL_FILE": str(container_spans),
+                             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_collector.endpoint,
+                             "OTEL_EXPORTER_OTLP_HEADERS": f"x-collector-key={OTLP_KEY}"}}
     emu = ModalEmulator(secrets=secrets, state_dir=tmp_path_factory.mktemp("e2e-emulator"))
     emu.start()
     try:
