@@ -251,6 +251,27 @@ def test_a_failing_collector_never_fails_a_call(clean_env, status):
         assert failing.requests("/v1/traces")
 
 
+def test_while_exports_fail_inputs_stop_waiting_for_them(clean_env):
+    """After a failed export, a hung collector cannot hold replies back: the next input does not wait for its
+    flush (which here would hang for ten minutes), though the flush itself still goes out."""
+    with OtlpReceiver(status=500) as failing:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", failing.endpoint + "/v1/traces")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "600")
+        clean_env.setenv(telemetry_export.FLUSH_WAIT_VAR, "30")
+        assert telemetry_export.setup_from_env() is True
+        assert _chat()["text"]  # waited for its flush: answered 500 (not retried), so exports now fail
+        assert len(failing.requests("/v1/traces")) == 1
+        failing.answering.clear()  # from now on the collector hangs
+        try:
+            reply = asyncio.run(asyncio.wait_for(
+                handlers.chat("llm/mock@1", "mock", {"prompt": PROMPT, "mode": "live"}), 20))
+            assert reply["text"]
+        finally:
+            failing.answering.set()
+        assert telemetry_export.flush(timeout_s=30) is False
+        assert len(failing.requests("/v1/traces")) == 2
+
+
 @pytest.mark.parametrize("endpoint", [
     "http://127.0.0.1:{port}",  # nothing listens there
     "not a url at all",

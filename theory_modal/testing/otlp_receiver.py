@@ -57,6 +57,9 @@ class OtlpReceiver:
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        #: Clear it to make the collector hold every answer (a hung collector) until it is set again.
+        self.answering = threading.Event()
+        self.answering.set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -70,6 +73,7 @@ class OtlpReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver._record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                receiver.answering.wait(60)
                 status = receiver.status
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -87,6 +91,7 @@ class OtlpReceiver:
         return self
 
     def stop(self) -> None:
+        self.answering.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
