@@ -281,8 +281,9 @@ def _build(env: Mapping[str, str], wanted: dict[str, str]) -> _Export | None:
     if app_tracer is not None or _global_set(trace, "get_tracer_provider", ("ProxyTracerProvider",)):
         _log.info("OTLP export not set up: the application configured OpenTelemetry itself")
         return None
-    attributes = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": "theory-modal"}
-    resource = Resource.create(attributes)
+    resource = Resource.create()  # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, when set, name the service
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "theory-modal"}))
 
     tracer_provider = span_exporter = None
     if "traces" in wanted:

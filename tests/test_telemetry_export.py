@@ -199,6 +199,22 @@ def test_spans_of_a_container_also_go_to_the_span_file_when_both_are_set(clean_e
     assert len(collector.spans()) == 1 and len(path.read_text().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("env", "name"), [
+    ({}, "theory-modal"),
+    ({"OTEL_SERVICE_NAME": "llm-gateway"}, "llm-gateway"),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs,deployment.environment=prod"}, "from-attrs"),
+])
+def test_the_service_name_is_ours_unless_the_variables_name_one(clean_env, collector, env, name):
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    assert telemetry_export.setup_from_env() is True
+    _chat()
+    assert telemetry_export.flush(timeout_s=10)
+    [span] = collector.spans()
+    assert span["resource"]["service.name"] == name
+
+
 def test_setup_happens_once_per_process(clean_env, collector):
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
     assert telemetry_export.setup_from_env() is True
