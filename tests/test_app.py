@@ -122,14 +122,18 @@ def test_litellm_pin_in_the_image_matches_the_lock():
     assert f"\nlitellm=={pin} " in image
 
 
-def test_the_litellm_image_installs_exactly_the_committed_hash_lock(app_module):
-    cl = _closure(app_module.litellm_image)
+@pytest.mark.parametrize(("image", "lock", "path"), [
+    ("litellm_image", "LITELLM_LOCK", "litellm-image.lock"),
+    ("mock_image", "OTEL_LOCK", "otel-image.lock"),  # the OpenTelemetry SDK + OTLP/HTTP exporter only
+])
+def test_each_image_installs_exactly_its_committed_hash_lock(app_module, image, lock, path):
+    cl = _closure(getattr(app_module, image))
     pip_layer = _closure(cl["base_image"])  # the layer under the source mount is env; under it, the install
     while "dockerfile_function" in pip_layer and "requirements_txt" not in pip_layer["dockerfile_function"].__code__.co_freevars:
         pip_layer = _closure(list(pip_layer["base_images"].values())[0])
     spec = pip_layer["dockerfile_function"]("2025.06")
-    assert spec.context_files == {"/.requirements.txt": str(app_module.LITELLM_LOCK)}
-    assert app_module.LITELLM_LOCK == ROOT / "requirements" / "litellm-image.lock"
+    assert spec.context_files == {"/.requirements.txt": str(getattr(app_module, lock))}
+    assert getattr(app_module, lock) == ROOT / "requirements" / path
 
 
 def test_nothing_under_testing_and_only_python_files_are_mounted(app_module):
