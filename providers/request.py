@@ -92,29 +92,30 @@ MAX_RESPONSE_FORMAT_BYTES = 64 * 1024
 MAX_SYSTEM_LENGTH = 1_000_000
 
 
-def _json_safe(value: object, where: str, depth: int = 0) -> None:
-    """Plain JSON only: dict with str keys, list, str, finite int/float, bool, None; bounded depth."""
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidRequestError(f"{where} is nested more than {MAX_JSON_DEPTH} levels deep")
+def _json_safe(value: object, where: str, depth: int = 0, limit: int = MAX_JSON_DEPTH) -> None:
+    """Plain JSON only: dict with str keys, list, str, finite int/float, bool, None; at most ``limit`` levels
+    deep (so nothing after this check, ``json.dumps`` included, can hit the recursion limit)."""
+    if depth > limit:
+        raise InvalidRequestError(f"{where[:200]} is nested more than {limit} levels deep")
     if value is None or isinstance(value, (str, bool)):
         return
     if isinstance(value, int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidRequestError(f"{where} holds a non-finite number ({value!r}); JSON has no NaN or infinity")
+            raise InvalidRequestError(f"{where[:200]} holds a non-finite number ({value!r}); JSON has no NaN or infinity")
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise InvalidRequestError(f"{where} has a non-string key {k!r}; JSON object keys are strings")
-            _json_safe(v, f"{where}.{k}", depth + 1)
+                raise InvalidRequestError(f"{where[:200]} has a non-string key {k!r:.60}; JSON object keys are strings")
+            _json_safe(v, f"{where}.{k[:60]}", depth + 1, limit)
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _json_safe(v, f"{where}[{i}]", depth + 1)
+            _json_safe(v, f"{where}[{i}]", depth + 1, limit)
         return
-    raise InvalidRequestError(f"{where} holds a value of type {type(value).__name__}, which is not JSON")
+    raise InvalidRequestError(f"{where[:200]} holds a value of type {type(value).__name__}, which is not JSON")
 
 
 def _check_number(key: str, value: object) -> None:
@@ -220,6 +221,11 @@ MAX_HISTORY_CHARS = 2_000_000
 MAX_TOOLS = 128
 MAX_SCHEMA_CHARS = 100_000
 MAX_OUTPUT_RETRIES = 5
+#: Schemas and tool-call arguments: at most this deep (pydantic schemas are flat: nesting goes to ``$defs``).
+MAX_STRUCTURE_DEPTH = 64
+#: A tool's description, and all tools together as JSON, at most this many characters.
+MAX_TOOL_DESCRIPTION_CHARS = 100_000
+MAX_TOOLS_CHARS = 2_000_000
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
@@ -234,6 +240,7 @@ def _check_call(call: object, where: str) -> dict[str, Any]:
     arguments = call.get("arguments", {})
     if not isinstance(arguments, dict):
         raise InvalidRequestError(f"{where}['arguments'] must be a dict (the parsed arguments)")
+    _json_safe(arguments, f"{where}['arguments']", limit=MAX_STRUCTURE_DEPTH)
     return {"id": call["id"], "name": call["name"], "arguments": arguments}
 
 
@@ -255,8 +262,8 @@ def check_history(history: object) -> tuple[dict[str, Any], ...]:
         if not isinstance(turn, dict):
             raise InvalidRequestError(f"{where} must be a dict with 'role' and 'content', got {type(turn).__name__}")
         role = turn.get("role")
-        if role not in HISTORY_KEYS:
-            raise InvalidRequestError(f"{where}['role'] must be one of {', '.join(HISTORY_KEYS)}; got {role!r}")
+        if not isinstance(role, str) or role not in HISTORY_KEYS:
+            raise InvalidRequestError(f"{where}['role'] must be one of {', '.join(HISTORY_KEYS)}; got {role!r:.60}")
         unknown = sorted(set(turn) - HISTORY_KEYS[role])
         if unknown:
             raise InvalidRequestError(
@@ -313,10 +320,10 @@ def check_history(history: object) -> tuple[dict[str, Any], ...]:
 def _check_schema(schema: object, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise InvalidRequestError(f"{where} must be a JSON Schema (a dict), got {type(schema).__name__}")
-    try:
-        size = len(json.dumps(schema))
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"{where} must be plain JSON: {exc}") from None
+    # Strict JSON first (string keys, no NaN/infinity, bounded depth): what is accepted here must cross the
+    # wire as JSON too, and nothing below (json.dumps, jsonschema) may meet a RecursionError.
+    _json_safe(schema, where, limit=MAX_STRUCTURE_DEPTH)
+    size = len(json.dumps(schema))
     if size > MAX_SCHEMA_CHARS:
         raise InvalidRequestError(f"{where} is {size:,} characters of JSON; at most {MAX_SCHEMA_CHARS:,} are accepted")
     from providers.structured import compile_validator, dangling_refs, loops_forever, non_local_refs
@@ -355,6 +362,7 @@ def check_tools(tools: object) -> tuple[dict[str, Any], ...]:
     if len(tools) > MAX_TOOLS:
         raise InvalidRequestError(f"{len(tools)} tools given; at most {MAX_TOOLS} are accepted")
     out: list[dict[str, Any]] = []
+    chars = 0
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
@@ -370,12 +378,19 @@ def check_tools(tools: object) -> tuple[dict[str, Any], ...]:
         description = tool.get("description", "")
         if not isinstance(description, str):
             raise InvalidRequestError(f"{where}['description'] must be a string")
+        if len(description) > MAX_TOOL_DESCRIPTION_CHARS:
+            raise InvalidRequestError(
+                f"{where}['description'] is {len(description):,} characters; at most {MAX_TOOL_DESCRIPTION_CHARS:,}"
+            )
         params = tool.get("parameters", {"type": "object", "properties": {}})
         if isinstance(params, type) and callable(getattr(params, "model_json_schema", None)):
             params = params.model_json_schema()
         params = _check_schema(params, f"{where}['parameters']")
         if params.get("type") != "object":
             raise InvalidRequestError(f"{where}['parameters'] must be a JSON Schema with \"type\": \"object\"")
+        chars += len(description) + len(json.dumps(params))
+        if chars > MAX_TOOLS_CHARS:
+            raise InvalidRequestError(f"tools are longer than {MAX_TOOLS_CHARS:,} characters as JSON: send fewer tools")
         out.append({"name": name, "description": description, "parameters": params})
     return tuple(out)
 
@@ -389,13 +404,16 @@ def check_tool_choice(choice: object, tools: Sequence[dict[str, Any]]) -> str | 
         raise InvalidRequestError("tool_choice was given without tools: pass tools=[...] too")
     names = [t["name"] for t in tools]
     if isinstance(choice, dict) and set(choice) == {"name"}:
+        if isinstance(choice["name"], str) and choice["name"] in names:
+            return {"name": choice["name"]}  # a name, even a tool called "none": the dict form is unambiguous
         choice = choice["name"]
-    if choice in ("auto", "none", "required"):
+    elif choice in ("auto", "none", "required"):
         return None if choice == "auto" else choice  # type: ignore[return-value]
     if isinstance(choice, str) and choice in names:
         return {"name": choice}
     raise InvalidRequestError(
-        f"tool_choice must be 'auto', 'none', 'required' or a tool name ({', '.join(names)}); got {choice!r}"
+        f"tool_choice must be 'auto', 'none', 'required' or a tool name ({', '.join(names)[:300]}); "
+        f"got {choice!r:.100}"
     )
 
 
