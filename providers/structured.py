@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -216,13 +217,49 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def strict_json(text: str) -> Any:
     """Standard JSON only: ``NaN``/``Infinity`` and numbers that overflow to infinity are refused (they cannot
-    cross the wire as JSON), and nesting too deep for the parser is a ``ValueError``, never a RecursionError."""
+    cross the wire as JSON), a lone surrogate escape (``"\\ud800"``: not text, so no UTF-8 output can hold
+    it) is refused, and nesting too deep for the parser is a ``ValueError``, never a RecursionError."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ValueError("a string holds a lone surrogate escape (e.g. \\ud800), which is not text")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def json_depth(value: Any) -> int:
+    """How many containers deep ``value`` is (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((v, depth) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _json_problem(exc: ValueError) -> str:
@@ -279,12 +316,32 @@ def sum_usage(usages: Sequence[Usage]) -> Usage:
     )
 
 
+def _call_ids(raw_calls: Sequence[dict[str, Any]]) -> list[str]:
+    """The ids of a turn's calls as ``history`` accepts them back: the upstream's own id when it is a valid,
+    unique call id, else ``call_<i>``. (A reply whose ``tool_calls`` could not be sent back as the next turn's
+    history would break the tool loop; the ids are ours to choose, the upstream sees them only in that history.)"""
+    from providers.request import _CALL_ID
+
+    ids: list[str] = []
+    for i, raw in enumerate(raw_calls):
+        cid = raw.get("id")
+        if not isinstance(cid, str) or not _CALL_ID.fullmatch(cid) or cid in ids:
+            cid = f"call_{i}"
+            while cid in ids:
+                cid += "_"
+        ids.append(cid)
+    return ids
+
+
 def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
+    from providers.request import MAX_STRUCTURE_DEPTH
+
     tools = {t["name"]: t for t in req.tools}
     calls: list[dict[str, Any]] = []
     problems: list[tuple[str, str]] = []  # (call id, reason)
+    ids = _call_ids(turn.tool_calls)
     for i, raw in enumerate(turn.tool_calls):
-        call_id = str(raw.get("id") or f"call_{i}")
+        call_id = ids[i]
         name = str(raw.get("name") or "")
         arguments = raw.get("arguments")
         tool = tools.get(name)
@@ -300,6 +357,9 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
         if not isinstance(arguments, dict):
             problems.append((call_id, f"the arguments of {name} must be a JSON object"))
             continue
+        if json_depth(arguments) > MAX_STRUCTURE_DEPTH:  # history would refuse them back: re-ask instead
+            problems.append((call_id, f"the arguments of {name} are nested more than {MAX_STRUCTURE_DEPTH} levels deep"))
+            continue
         problem = schema_error(compile_validator(tool["parameters"]), arguments)
         if problem:
             problems.append((call_id, f"the arguments of {name} do not validate: {problem}"))
@@ -310,15 +370,14 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
             "role": "assistant",
             "content": turn.text or None,
             "tool_calls": [
-                {"id": str(c.get("id") or f"call_{i}"), "name": str(c.get("name") or ""),
+                {"id": ids[i], "name": str(c.get("name") or ""),
                  "arguments": c.get("arguments") if isinstance(c.get("arguments"), str)
                  else json.dumps(c.get("arguments"))}
                 for i, c in enumerate(turn.tool_calls)
             ],
         }]
         reasons = dict(problems)
-        for i, c in enumerate(turn.tool_calls):
-            cid = str(c.get("id") or f"call_{i}")
+        for cid in ids:
             feedback.append({
                 "role": "tool", "tool_call_id": cid,
                 "content": f"Error: {reasons[cid]}. Call the tool again with arguments that validate."
