@@ -13,8 +13,9 @@
 - The ``mock_error`` option (e.g. ``mock_error="rate_limited"``) raises that error kind: this is how a failure
   is scripted from the other side of a process boundary (CLI, Modal payload), where no object can be passed.
 - Streaming splits exactly the text ``chat`` returns.
-- ``timeout`` (constructor, or the ``timeout`` option per request) is a deadline like the real providers': a
-  ``latency_ms`` longer than it sleeps until the deadline, then raises :class:`ProviderTimeoutError`.
+- ``timeout`` (constructor, or the ``timeout`` option per request) is a deadline like the real providers', for
+  the whole call (re-asks included): a ``latency_ms`` longer than the time left sleeps until the deadline, then
+  raises :class:`ProviderTimeoutError`.
 """
 
 from __future__ import annotations
@@ -242,25 +243,32 @@ class MockProvider:
         """The request's ``timeout`` option (validated like every option), else the provider's."""
         return check_options({"timeout": options.pop("timeout", None)}).get("timeout") or self.timeout
 
-    def _delay(self, timeout: float | None) -> tuple[float, ProviderError | None]:
-        """How long to sleep, and the deadline error to raise after it when the latency exceeds the timeout."""
+    @staticmethod
+    def _ends(timeout: float | None) -> float | None:
+        """When a call's deadline passes (monotonic clock): one deadline for every attempt, re-asks included."""
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _delay(self, timeout: float | None, ends: float | None = None) -> tuple[float, ProviderError | None]:
+        """How long to sleep, and the deadline error to raise after it when the latency exceeds the time left
+        (``ends``: the call's deadline, so a re-ask gets only what the earlier attempts left; else ``timeout``)."""
         delay = self.latency_ms / 1000
-        if timeout is None or delay <= timeout:
+        left = timeout if ends is None or timeout is None else max(0.0, ends - time.monotonic())
+        if left is None or delay <= left:
             return delay, None
-        return timeout, ProviderTimeoutError(
+        return left, ProviderTimeoutError(
             f"Mock did not finish within the {timeout:g}s deadline (its latency is {delay:g}s): raise timeout= "
             "(or the request's timeout option), or lower latency_ms.", provider="mock", attempts=1,
         )
 
-    def _sleep(self, timeout: float | None) -> None:
-        delay, error = self._delay(timeout)
+    def _sleep(self, timeout: float | None, ends: float | None = None) -> None:
+        delay, error = self._delay(timeout, ends)
         if delay:
             time.sleep(delay)
         if error is not None:
             raise error
 
-    async def _asleep(self, timeout: float | None) -> None:
-        delay, error = self._delay(timeout)
+    async def _asleep(self, timeout: float | None, ends: float | None = None) -> None:
+        delay, error = self._delay(timeout, ends)
         if delay:
             await asyncio.sleep(delay)
         if error is not None:
@@ -285,10 +293,11 @@ class MockProvider:
                          output_retries=output_retries)
         timeout = self._timeout(options)
         req = self._request(prompt, model, attachments, structure, options)
+        ends = self._ends(timeout)
 
         def attempt(extra: list[dict[str, Any]]) -> Turn:
             turn = self._turn(req, extra)
-            self._sleep(timeout)
+            self._sleep(timeout, ends)
             return turn
 
         return complete(req, self.name, attempt)
@@ -311,10 +320,11 @@ class MockProvider:
                          output_retries=output_retries)
         timeout = self._timeout(options)
         req = self._request(prompt, model, attachments, structure, options)
+        ends = self._ends(timeout)
 
         async def attempt(extra: list[dict[str, Any]]) -> Turn:
             turn = self._turn(req, extra)
-            await self._asleep(timeout)
+            await self._asleep(timeout, ends)
             return turn
 
         return await acomplete(req, self.name, attempt)

@@ -89,3 +89,54 @@ def test_a_lone_surrogate_in_model_json_is_a_reask_and_outputs_stay_utf8(code, w
 def test_a_surrogate_pair_is_text_and_accepted():
     mock = MockProvider().enqueue('{"a": "\\ud83d\\ude00"}')
     assert mock.chat("hi", output_schema={"type": "object"}).data == {"a": "\U0001F600"}
+
+
+# ------------------------------------------------------------------------------------------- deadlines
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+
+def test_mock_timeout_bounds_the_whole_call_re_asks_included():
+    """``timeout`` is a deadline for the whole call: three 0.4 s attempts do not fit in 1 s, whatever each
+    attempt's own latency (the mock used to check every attempt against the full timeout)."""
+    from providers.errors import ProviderTimeoutError
+
+    mock = MockProvider(latency_ms=400, timeout=1.0).enqueue("bad", "bad", "bad", "bad")
+    try:
+        mock.chat("hi", output_schema=SCHEMA, output_retries=3)
+    except ProviderTimeoutError:
+        pass
+    else:
+        raise AssertionError("re-asks ran past the deadline")
+
+
+
+def test_mock_async_timeout_bounds_the_whole_call_re_asks_included():
+    import asyncio
+
+    from providers.errors import ProviderTimeoutError
+
+    mock = MockProvider(latency_ms=400).enqueue("bad", "bad", "bad", "bad")
+    try:
+        asyncio.run(mock.achat("hi", output_schema=SCHEMA, output_retries=3, timeout=1.0))
+    except ProviderTimeoutError:
+        pass
+    else:
+        raise AssertionError("re-asks ran past the deadline")
+
+
+def test_litellm_timeout_bounds_the_whole_call_re_asks_included(fake_llm, no_provider_keys):
+    from providers import RetryPolicy, get_llm_provider
+    from providers.errors import ProviderTimeoutError
+
+    llm = get_llm_provider("litellm", model_default="openai/gpt-4o-mini", api_base=fake_llm.openai_base,
+                           api_key="sk-test-attack12", timeout=1.0, retry=RetryPolicy(max_attempts=1))
+    fake_llm.script("json-invalid", "json-invalid", "json-invalid", "json-invalid")
+    fake_llm.latency = 0.4
+    try:
+        llm.chat("hi", output_schema=SCHEMA, output_retries=3)
+    except ProviderTimeoutError:
+        pass
+    else:
+        raise AssertionError("re-asks ran past the deadline")
+    finally:
+        fake_llm.latency = 0.0
