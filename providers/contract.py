@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -77,8 +78,10 @@ class LLMReply:
         if calls is not None:
             calls = _check_tool_calls(calls)
         value = data.get("data")
-        if value is not None and isinstance(output_schema, type) and hasattr(output_schema, "model_validate"):
-            value = output_schema.model_validate(value)
+        if value is not None and isinstance(output_schema, type) and hasattr(output_schema, "model_validate_json"):
+            # JSON mode, as the provider validated the model's text: a strict model takes "2024-01-02" for a
+            # date from JSON but not from a Python str, so python-mode validation refused what chat() accepted.
+            value = output_schema.model_validate_json(json.dumps(value))
         return cls(
             data["text"], data["provider"], data["model"], validate_usage(dict(data.get("usage") or {})),
             finish_reason=finish, data=value, tool_calls=calls,

@@ -140,3 +140,54 @@ def test_litellm_timeout_bounds_the_whole_call_re_asks_included(fake_llm, no_pro
         raise AssertionError("re-asks ran past the deadline")
     finally:
         fake_llm.latency = 0.0
+
+
+# ------------------------------------------------------------------------------------------- pydantic over an adapter
+def _adapter_provider():
+    from theory_modal.adapters import get_adapter
+    from theory_modal.adapters.provider import AdapterProvider
+
+    return AdapterProvider(get_adapter("local"), "llm/mock@1")
+
+
+def test_a_strict_pydantic_model_gives_the_same_data_in_process_and_over_an_adapter():
+    """Nothing accepted on one path and refused on another: a strict model takes a JSON date string (JSON mode),
+    so rebuilding ``data`` in python mode refused what chat() in-process accepted."""
+    import datetime
+
+    from pydantic import BaseModel, ConfigDict
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(strict=True)
+        when: datetime.date
+        n: int
+
+    direct = MockProvider().chat("hi", output_schema=Strict)
+    remote = _adapter_provider().chat("hi", output_schema=Strict)
+    assert isinstance(remote.data, Strict) and remote.data == direct.data
+
+
+def test_a_pydantic_validator_the_schema_cannot_carry_is_output_validation_error_over_an_adapter():
+    """The processor validates the JSON Schema only; the model's own validator refusing the data must be the
+    contract's OutputValidationError (with the raw text and usage), not a raw pydantic ValidationError."""
+    from pydantic import BaseModel, field_validator
+
+    class Odd(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def odd(cls, v: int) -> int:
+            if v % 2 == 0:
+                raise ValueError("must be odd")
+            return v
+
+    provider = _adapter_provider()
+    outcomes = set()
+    for prompt in ("a", "b", "c", "d", "e", "f"):  # the mock's data is seeded by the prompt: odd and even n
+        try:
+            outcomes.add(type(provider.chat(prompt, output_schema=Odd).data).__name__)
+        except OutputValidationError as exc:
+            assert "must be odd" in str(exc) and exc.raw_text and exc.usage is not None
+            outcomes.add("OutputValidationError")
+    assert outcomes == {"Odd", "OutputValidationError"}

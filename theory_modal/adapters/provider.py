@@ -66,9 +66,26 @@ class AdapterProvider:
 
     @staticmethod
     def _reply(resp: dict[str, Any], output_schema: Any = None):
+        """The reply; with a pydantic ``output_schema``, ``data`` rebuilt as an instance of it. The processor
+        validated only the model's JSON Schema, which cannot carry the model's own validators: data they refuse
+        is an :class:`OutputValidationError` (as from ``chat()`` in-process), never a raw pydantic error."""
         from providers.contract import LLMReply
+        from providers.errors import OutputValidationError
+        from providers.structured import _is_model_class, _pydantic_message
 
-        return LLMReply.from_dict({k: v for k, v in resp.items() if k not in ("ref", "mode")}, output_schema=output_schema)
+        body = {k: v for k, v in resp.items() if k not in ("ref", "mode")}
+        reply = LLMReply.from_dict(body)
+        if reply.data is None or not _is_model_class(output_schema):
+            return reply
+        try:
+            return LLMReply.from_dict(body, output_schema=output_schema)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise OutputValidationError(
+                f"the reply's data does not validate against {output_schema.__name__}: {_pydantic_message(exc)[:600]} "
+                "(the processor checks the model's JSON Schema only, so its validators could not trigger a re-ask; "
+                "express the constraint in the schema, e.g. Field(ge=...), or validate in-process)",
+                raw_text=reply.text, usage=dict(reply.usage), provider=reply.provider, model=reply.model, attempts=1,
+            ) from None
 
     def _call(self, payload: dict[str, Any], stream: bool) -> telemetry.Call:
         return telemetry.start_call(self.name, payload["model"], payload.get("options") or {},
