@@ -154,3 +154,25 @@ def test_tool_choice_name_dict_always_forces_that_tool(name):
     """``{"name": X}`` names a tool; a tool called "none" must not turn into tool_choice="none"."""
     tools = check_tools([{"name": name}, {"name": "other"}])
     assert check_tool_choice({"name": name}, tools) == {"name": name}
+
+
+json_hostile = st.one_of(
+    st.lists(st.text(max_size=2), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.text(max_size=4), st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@SETTINGS
+@given(places=st.lists(st.sampled_from(sorted(PLACES)), min_size=1, max_size=3), value=json_hostile)
+def test_a_batch_line_with_any_structure_value_is_an_error_line_or_an_item_never_a_crash(places, value):
+    """One bad item never costs the others: every line is parsed into an item (payload or error line)."""
+    from theory_modal.batch import parse_input
+
+    lines = [json.dumps({"prompt": "hi", **PLACES[p](value)}) for p in places] + ['{"prompt": "fine"}']
+    items, _ = parse_input("\n".join(lines).encode(), ref="llm/mock@1", mode="live")
+    assert len(items) == len(lines)
+    assert items[-1].payload is not None and items[-1].error is None
+    for it in items:
+        assert (it.payload is None) != (it.error is None)
+        if it.error is not None:
+            assert it.error["kind"] == "invalid_request", it.error
