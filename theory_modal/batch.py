@@ -804,15 +804,30 @@ class Batch:
                 continue
             del inflight[it.line]
             line = self._line(ref, it)
-            if exc is None and isinstance(resp, dict):
+            answered = exc is None and isinstance(resp, dict)
+            if answered:
                 line.update((k, v) for k, v in resp.items() if k not in line)
                 out.append(encode_line(line))
                 s.ok += 1
                 u = resp.get("usage") or {}
-                s.tokens_in += _int(u.get("tokens_in"))
-                s.tokens_out += _int(u.get("tokens_out"))
                 s.latencies_ms.append(_int(u.get("latency_ms")))
-                cost = u.get("usd_micros")
+                spent = u
+            else:
+                error = resp.get("error") if isinstance(resp, dict) and exc is None else None
+                if exc is not None and _is_control_plane(exc) and stopping is None:
+                    stopping = "control_plane"
+                    s.reason = _error_object(exc)["message"].replace(f"; {_RESUME_HINT}", "")
+                error = error if isinstance(error, dict) else _error_object(
+                    exc if exc is not None else RuntimeError("the adapter returned no response"))
+                out.append(encode_line({**line, "error": error}))
+                s.failed += 1
+                # A failure that reports usage was paid for (a structured reply that did not validate after its
+                # re-asks): it counts towards the spend and --max-usd like a reply.
+                spent = error.get("usage") if isinstance(error.get("usage"), dict) else None
+            if spent is not None:
+                s.tokens_in += _int(spent.get("tokens_in"))
+                s.tokens_out += _int(spent.get("tokens_out"))
+                cost = spent.get("usd_micros")
                 if isinstance(cost, int) and not isinstance(cost, bool):
                     s.usd_micros += cost
                     max_cost = max(max_cost, cost)
@@ -822,14 +837,7 @@ class Batch:
                         stopping = "max_usd"
                         s.reason = (f"line {it.line}: the reply's cost is unknown (model not priced), so --max-usd "
                                     "cannot be enforced; drop --max-usd for unpriced models")
-            else:
-                error = resp.get("error") if isinstance(resp, dict) and exc is None else None
-                if exc is not None and _is_control_plane(exc) and stopping is None:
-                    stopping = "control_plane"
-                    s.reason = _error_object(exc)["message"].replace(f"; {_RESUME_HINT}", "")
-                out.append(encode_line({**line, "error": error if isinstance(error, dict) else _error_object(
-                    exc if exc is not None else RuntimeError("the adapter returned no response"))}))
-                s.failed += 1
+            if not answered:
                 call_failures += 1
                 if o.max_errors is not None and call_failures >= o.max_errors and stopping is None:
                     stopping = "max_errors"

@@ -62,3 +62,20 @@ def test_resume_reruns_a_line_whose_schema_tools_or_history_changed(tmp_path):
     out = by_line(read_rows(tmp_path / "out.jsonl"))
     assert set(out) == {1, 2, 3, 4}
     assert set(out[1]["data"]) >= {"n", "tag"}, "line 1 was answered for its new schema"
+
+
+def test_paid_attempts_of_a_failed_structured_line_count_towards_max_usd(tmp_path, fake_llm, monkeypatch):
+    """An item that fails validation after its re-asks was paid for (its error carries the summed usage): the
+    run's spend and --max-usd count it, so a batch whose every line fails cannot spend without bound."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch-0000000000")
+    monkeypatch.setenv("OPENAI_API_BASE", fake_llm.openai_base)
+    fake_llm.script(*["json-invalid"] * 80)
+    rows = [{"prompt": f"item {i}", "output_schema": SCHEMA} for i in range(20)]
+    s = run_engine(tmp_path, _lines(*rows), ref="llm/litellm@1", mode="live",
+                   defaults={"model": "openai/gpt-4o-mini"}, max_usd=0.00002, concurrency=1)
+    out = read_rows(tmp_path / "out.jsonl")
+    assert out and all(r["error"]["kind"] == "output_invalid" for r in out)
+    spent = sum(r["error"]["usage"]["usd_micros"] for r in out)
+    assert spent > 0 and s.usd_micros == spent
+    assert s.tokens_in == sum(r["error"]["usage"]["tokens_in"] for r in out)
+    assert s.stopped == "max_usd" and s.failed < 20 and s.usd_micros <= 20
