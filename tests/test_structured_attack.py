@@ -191,3 +191,16 @@ def test_a_pydantic_validator_the_schema_cannot_carry_is_output_validation_error
             assert "must be odd" in str(exc) and exc.raw_text and exc.usage is not None
             outcomes.add("OutputValidationError")
     assert outcomes == {"Odd", "OutputValidationError"}
+
+
+# ------------------------------------------------------------------------------------------- CLI files
+def test_cli_schema_or_history_file_nested_too_deeply_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    from theory_modal.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"items":' * 5000 + '{"type":"string"}' + "}" * 5000)
+    monkeypatch.chdir(tmp_path)
+    for flag in ("--schema", "--history"):
+        code = main(["run", "--ref", "llm/mock@1", flag, "deep.json", "hi"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and flag in err and "Traceback" not in err, (flag, err)

@@ -77,6 +77,8 @@ def _json_file(path: str | None, flag: str) -> Any:
         raise BadInput(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise BadInput(f"{flag} {path}: not valid JSON ({exc})") from None
+    except RecursionError:  # json's C parser gives up on a few thousand levels: bad input, not a crash
+        raise BadInput(f"{flag} {path}: nested too deeply to be a schema or a conversation") from None
 
 
 def _summary_line(resp: dict[str, Any], mode: str) -> str:
