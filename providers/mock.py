@@ -46,7 +46,7 @@ from providers.fallback import achat_method, astream_method, chat_method, check_
 from providers.request import check_options
 from providers.schema_data import UnsupportedSchema, generate, seed_for
 from providers.streams import AsyncChatStream, ChatStream
-from providers.structured import Turn, acomplete, compile_validator, complete, finish_stream
+from providers.structured import TooCostly, Turn, acomplete, compile_validator, complete, finish_stream, within_budget
 from providers.usage import make_usage
 
 __all__ = ["MockProvider", "MOCK_ERRORS", "schema_instance", "generated_turn"]
@@ -92,7 +92,11 @@ def schema_instance(schema: dict[str, Any], *seed_parts: str) -> Any:
     defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
 
     def is_valid(node: Any, value: Any) -> bool:
-        return compile_validator({**node, **defs} if isinstance(node, dict) else node).is_valid(value)
+        try:
+            with within_budget(value):
+                return compile_validator({**node, **defs} if isinstance(node, dict) else node).is_valid(value)
+        except TooCostly:
+            return False
 
     try:
         return generate(schema, seed_for(*seed_parts, json.dumps(schema, sort_keys=True)), is_valid=is_valid)

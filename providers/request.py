@@ -225,7 +225,7 @@ MAX_OUTPUT_RETRIES = 5
 MAX_STRUCTURE_DEPTH = 64
 #: A tool's description, and all tools together as JSON, at most this many characters.
 MAX_TOOL_DESCRIPTION_CHARS = 100_000
-MAX_TOOLS_CHARS = 2_000_000
+MAX_TOOLS_CHARS = 500_000  # checking a schema costs ~6 us per character (jsonschema's meta-schema check)
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
@@ -344,7 +344,16 @@ def _check_schema(schema: object, where: str) -> dict[str, Any]:
     if dangling:
         at, ref = dangling[0]
         raise InvalidRequestError(f"{where} has $ref {ref[:100]!r} at {at[:100]}, which points nowhere in the schema")
-    if loops_forever(schema):
+    from providers.structured import VALIDATION_BUDGET, TooCostly
+
+    try:
+        loops = loops_forever(schema)
+    except TooCostly:
+        raise InvalidRequestError(
+            f"{where} is too costly to check: validating a small value takes more than {VALIDATION_BUDGET:,} steps "
+            "(anyOf/oneOf/allOf branches that share $defs multiply); simplify it"
+        ) from None
+    if loops:
         raise InvalidRequestError(
             f"{where}: its $ref chain loops without ever reaching a type (e.g. {{\"$ref\": \"#\"}}); no value can "
             "be checked against it"
@@ -361,6 +370,13 @@ def check_tools(tools: object) -> tuple[dict[str, Any], ...]:
         raise InvalidRequestError("tools must be a list of {'name', 'description', 'parameters'} dicts")
     if len(tools) > MAX_TOOLS:
         raise InvalidRequestError(f"{len(tools)} tools given; at most {MAX_TOOLS} are accepted")
+    from providers.structured import within_budget
+
+    with within_budget():  # one validation budget for every tool's probes: 128 costly schemas cost one budget
+        return _check_tool_list(tools)
+
+
+def _check_tool_list(tools: Sequence[Any]) -> tuple[dict[str, Any], ...]:
     out: list[dict[str, Any]] = []
     chars = 0
     for i, tool in enumerate(tools):
@@ -372,7 +388,7 @@ def check_tools(tools: object) -> tuple[dict[str, Any], ...]:
             raise InvalidRequestError(f"{where}: unexpected key {unknown[0]!r} (a tool has name, description, parameters)")
         name = tool.get("name")
         if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
-            raise InvalidRequestError(f"{where}['name'] must be 1-64 letters, digits, '_' or '-'; got {name!r}")
+            raise InvalidRequestError(f"{where}['name'] must be 1-64 letters, digits, '_' or '-'; got {name!r:.60}")
         if any(t["name"] == name for t in out):
             raise InvalidRequestError(f"{where}: tool name {name!r} is used twice")
         description = tool.get("description", "")

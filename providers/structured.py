@@ -14,10 +14,12 @@ Providers supply one *attempt* (extra messages in, :class:`Turn` out); everythin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,10 @@ __all__ = [
     "Turn",
     "Mismatch",
     "compile_validator",
+    "within_budget",
+    "TooCostly",
+    "VALIDATION_BUDGET",
+    "STEPS_PER_VALUE",
     "non_local_refs",
     "dangling_refs",
     "loops_forever",
@@ -45,6 +51,56 @@ __all__ = [
 ]
 
 _MAX_ERROR_CHARS = 600
+#: Keyword checks one validation may run: this many, plus :data:`STEPS_PER_VALUE` for every value (object, array,
+#: scalar) in the instance. ``$ref`` makes a schema a DAG, so ``anyOf`` branches that share a ``$def`` multiply:
+#: a 1 KB schema took minutes (3**n checks) on a failing value. Real schemas take a few checks per value (a 97 KB
+#: schema: 2,400 for its whole instance); past the budget a validation stops with :class:`TooCostly`.
+VALIDATION_BUDGET = 20_000
+STEPS_PER_VALUE = 100
+_steps = threading.local()
+
+
+class TooCostly(Exception):
+    """A validation ran out of :data:`VALIDATION_BUDGET` keyword checks (a schema whose branches multiply)."""
+
+
+def _counted(check: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(check)
+    def step(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        left = getattr(_steps, "left", None)
+        if left is not None:  # inside within_budget(): count, and stop when the budget is spent
+            if left <= 0:
+                raise TooCostly("out of keyword checks")
+            _steps.left = left - 1
+        return check(validator, value, instance, schema)
+
+    return step
+
+
+def _values(instance: Any) -> int:
+    count, stack = 0, [instance]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
+@contextlib.contextmanager
+def within_budget(instance: Any = None) -> Iterator[None]:
+    """Validations run inside share one budget (per thread): :data:`VALIDATION_BUDGET` keyword checks plus
+    :data:`STEPS_PER_VALUE` per value of ``instance`` (a long reply may take proportionally longer, no more)."""
+    if getattr(_steps, "left", None) is not None:  # nested: the outer budget is shared, not renewed
+        yield
+        return
+    _steps.left = VALIDATION_BUDGET + STEPS_PER_VALUE * _values(instance)
+    try:
+        yield
+    finally:
+        _steps.left = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,10 +111,11 @@ def _compiled(canonical: str) -> Any:
     schema = json.loads(canonical)
     cls = validators.validator_for(schema)
     cls.check_schema(schema)
+    counted = validators.extend(cls, {k: _counted(v) for k, v in cls.VALIDATORS.items()})
     # An explicit, empty registry: without one, jsonschema fetches any remote ``$ref`` over the network while
     # validating, so a caller's schema could make a deployed function dial any host (cloud metadata included).
     # With it, only references inside the schema resolve (``check_schema_refs`` refuses the rest up front).
-    return cls(schema, registry=Registry())
+    return counted(schema, registry=Registry())
 
 
 def loops_forever(schema: dict[str, Any]) -> bool:
@@ -66,11 +123,14 @@ def loops_forever(schema: dict[str, Any]) -> bool:
     instance, e.g. ``{"$ref": "#"}``). Probed on a few small values, before any network."""
     validator = compile_validator(schema)
     try:
-        for probe in (None, 0, "", [], {}, [0], {"a": 0}):
-            for _ in validator.iter_errors(probe):
-                pass
+        with within_budget():
+            for probe in (None, 0, "", [], {}, [0], {"a": 0}):
+                for _ in validator.iter_errors(probe):
+                    pass
     except RecursionError:
         return True
+    except TooCostly:
+        raise
     except Exception:  # noqa: BLE001 - other problems (dangling refs) are reported by their own checks
         return False
     return False
@@ -143,7 +203,11 @@ def schema_error(validator: Any, instance: Any) -> str | None:
     from referencing.exceptions import Unresolvable
 
     try:
-        error = best_match(validator.iter_errors(instance))
+        with within_budget(instance):
+            error = best_match(validator.iter_errors(instance))
+    except TooCostly:  # the schema passed its own probes; this value makes its branches multiply
+        return ("the reply could not be checked: validating it took too many steps (the schema's anyOf/oneOf/$ref "
+                "branches multiply); reply with a simpler value")
     except Unresolvable as exc:  # the schema's fault, not the reply's (dangling_refs catches most up front)
         from providers.errors import InvalidRequestError
 

@@ -176,3 +176,55 @@ def test_a_batch_line_with_any_structure_value_is_an_error_line_or_an_item_never
         assert (it.payload is None) != (it.error is None)
         if it.error is not None:
             assert it.error["kind"] == "invalid_request", it.error
+
+
+def _multiplying(depth: int, fan: int = 3) -> dict:
+    """A ``$defs`` chain where each level is ``anyOf`` of ``fan`` refs to the level below: ~1 KB of JSON whose
+    validation of a failing value runs ``fan**depth`` checks (a billion-laughs shape through ``$ref``)."""
+    defs: dict = {"c0": {"type": "string"}}
+    for i in range(1, depth):
+        defs[f"c{i}"] = {"anyOf": [{"$ref": f"#/$defs/c{i - 1}"}] * fan}
+    return {"$ref": f"#/$defs/c{depth - 1}", "$defs": defs}
+
+
+@pytest.mark.parametrize("depth", [12, 30])
+def test_a_schema_whose_branches_multiply_is_refused_before_any_network(depth):
+    """Resource use: a 1-3 KB schema took minutes of CPU (3**12 checks per probe) in the schema checks, and
+    again on every reply; now a validation budget refuses it as InvalidRequestError naming the field."""
+    schema = _multiplying(depth)
+    assert len(json.dumps(schema)) < 3000
+    with pytest.raises(InvalidRequestError, match="output_schema is too costly"):
+        check_output_schema(schema)
+    params = {"type": "object", "properties": {"a": schema["$ref"] and {"$ref": schema["$ref"]}}, "$defs": schema["$defs"]}
+    with pytest.raises(InvalidRequestError, match=r"tools\[0\]\['parameters'\] is too costly"):
+        check_tools([{"name": "f", "parameters": params}])
+
+
+def test_a_reply_that_makes_a_recursive_schema_multiply_is_a_reask_not_a_hang():
+    """A recursive schema is cheap on small values (so it passes the checks), but each level of the reply
+    triples the work: the budget grows with the reply's size, not its nesting, so a deep reply is refused."""
+    from providers.errors import OutputValidationError
+    from providers.mock import MockProvider
+
+    node = {"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}}
+    schema = {"$defs": {"n": {"anyOf": [node, {**node, "required": ["a"]}, {**node, "minProperties": 1}]}},
+              "$ref": "#/$defs/n"}
+    check_output_schema(schema)
+    deep: dict = {"a": 1}  # the innermost value fails every branch: the worst case
+    for _ in range(40):
+        deep = {"a": deep}
+    mock = MockProvider().enqueue(json.dumps(deep))
+    with pytest.raises(OutputValidationError, match="could not be checked"):
+        mock.chat("hi", output_schema=schema, output_retries=0)
+    shallow = {"a": {"a": {}}}
+    assert MockProvider().enqueue(json.dumps(shallow)).chat("hi", output_schema=schema).data == shallow
+
+
+@pytest.mark.parametrize("choice", ["auto", "none", "required", "f", {"name": "none"}])
+def test_every_tool_choice_the_wire_accepts_validates_against_the_wire_schema(choice):
+    """The documented schema said oneOf(keyword, tool name, {name}): "none" matched two branches, so every
+    request with tool_choice "none" failed the published schema (found by tests/wire's property test)."""
+    from theory_modal.wire_schema import validate
+
+    req = Request.from_dict({"prompt": "hi", "tools": [{"name": "f"}, {"name": "none"}], "tool_choice": choice})
+    validate("Request", req.to_dict())
