@@ -103,9 +103,12 @@ SCHEMA: dict[str, Any] = {
                     },
                 },
                 "tool_choice": {
-                    "oneOf": [
+                    # anyOf: "none" is both a keyword and a valid tool name (the keyword wins; {"name": ...}
+                    # always names a tool)
+                    "anyOf": [
                         {"enum": ["auto", "none", "required"]},
-                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "a tool name: call it"},
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                         "description": "a tool name: call it ('auto', 'none' and 'required' are the keywords)"},
                         {
                             "type": "object",
                             "required": ["name"],
