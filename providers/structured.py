@@ -410,7 +410,12 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
         arguments = raw.get("arguments")
         tool = tools.get(name)
         if tool is None:
-            problems.append((call_id, f"there is no tool named {name!r}; the tools are {', '.join(tools)}"))
+            problems.append((call_id, f"there is no tool named {name[:64]!r}; the tools are {', '.join(tools)[:300]}"))
+            continue
+        forced = req.tool_choice["name"] if isinstance(req.tool_choice, dict) else None
+        if req.tool_choice == "none" or (forced is not None and name != forced):
+            must = "answer in text: tool_choice is 'none'" if forced is None else f"call {forced} (tool_choice)"
+            problems.append((call_id, f"{name} may not be called here; {must}"))
             continue
         if isinstance(arguments, str):
             try:
@@ -458,6 +463,14 @@ def build_reply(req: ChatRequest, provider: str, turn: Turn, usage: Usage | None
     if turn.tool_calls and req.tools:
         calls = _check_tool_calls(req, turn)
         return LLMReply(turn.text, provider, req.model, usage, finish_reason="tool_calls", tool_calls=calls)
+    if req.tools and (req.tool_choice == "required" or isinstance(req.tool_choice, dict)):
+        # The caller asked for a call (an upstream without tool_choice, e.g. Ollama, may answer in text anyway):
+        # a text reply would leave reply.tool_calls None where the caller's loop expects calls.
+        which = req.tool_choice["name"] if isinstance(req.tool_choice, dict) else "one of the tools"
+        raise Mismatch(f"tool_choice requires a call of {which}, but the model answered in text", [
+            {"role": "assistant", "content": turn.text},
+            {"role": "user", "content": f"You must call {which} now (a tool call, not text)."},
+        ])
     data = None
     if req.output is not None:
         try:
@@ -476,6 +489,9 @@ def build_reply(req: ChatRequest, provider: str, turn: Turn, usage: Usage | None
 
 def _give_up(req: ChatRequest, provider: str, turn: Turn, usage: Usage, reason: str, attempts: int) -> OutputValidationError:
     what = "tool call" if turn.tool_calls and req.tools else "reply"
+    from providers.redact import redact
+
+    reason = _clip(redact(reason))  # whole text redacted first, then cut: a hostile reply can make it any length
     return OutputValidationError(
         f"the model's {what} did not validate after {attempts} attempt(s): {reason}. Raise output_retries, "
         "simplify the schema, or use a model with native structured output",

@@ -204,3 +204,39 @@ def test_cli_schema_or_history_file_nested_too_deeply_exits_2_with_one_line(tmp_
         code = main(["run", "--ref", "llm/mock@1", flag, "deep.json", "hi"])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and flag in err and "Traceback" not in err, (flag, err)
+
+
+# ------------------------------------------------------------------------------------------- tool_choice honoured
+def test_a_required_or_forced_tool_choice_answered_in_text_is_reasked_then_refused():
+    """tool_choice "required" / a tool name asks for a call; an upstream that ignores it (Ollama has no
+    tool_choice) answered in text and the reply had tool_calls None where the caller's loop expects calls."""
+    for choice in ("required", "g"):
+        mock = MockProvider().enqueue("just text", {"tool_calls": [{"name": "g", "arguments": {}}]})
+        reply = mock.chat("hi", tools=TOOLS, tool_choice=choice)
+        assert reply.finish_reason == "tool_calls" and reply.tool_calls[0]["name"] == "g"
+        mock.enqueue("just text")
+        try:
+            mock.chat("hi", tools=TOOLS, tool_choice=choice, output_retries=0)
+        except OutputValidationError as exc:
+            assert "tool_choice requires a call" in str(exc)
+        else:
+            raise AssertionError(f"{choice}: a text answer was accepted")
+
+
+def test_a_call_of_another_tool_than_forced_or_under_none_is_reasked():
+    mock = MockProvider().enqueue({"tool_calls": [{"name": "f"}]}, {"tool_calls": [{"name": "g"}]})
+    assert mock.chat("hi", tools=TOOLS, tool_choice="g").tool_calls[0]["name"] == "g"
+    mock = MockProvider().enqueue({"tool_calls": [{"name": "f"}]}, "plain text")
+    reply = mock.chat("hi", tools=TOOLS, tool_choice="none")
+    assert reply.tool_calls is None and reply.text == "plain text"
+
+
+def test_a_hostile_upstream_cannot_make_the_error_message_huge():
+    calls = [{"name": "x" * 100_000}] * 50
+    mock = MockProvider().enqueue({"tool_calls": calls})
+    try:
+        mock.chat("hi", tools=TOOLS, output_retries=0)
+    except OutputValidationError as exc:
+        assert len(str(exc)) < 1_000
+    else:
+        raise AssertionError("unknown tools were accepted")
