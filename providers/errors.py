@@ -206,8 +206,7 @@ def error_from_dict(data: dict) -> ProviderError:
     if cls is RateLimitError and "retry_after" in data:
         kwargs["retry_after"] = data["retry_after"]
     if cls is OutputValidationError:
-        usage = data.get("usage")
-        kwargs.update(raw_text=str(data.get("raw_text") or ""), usage=usage if isinstance(usage, dict) else None)
+        kwargs.update(raw_text=str(data.get("raw_text") or ""), usage=_usage_or_none(data.get("usage")))
     error = cls(str(data.get("message", "")), **kwargs)
     attempted = data.get("attempted")
     if isinstance(attempted, list):
@@ -215,3 +214,13 @@ def error_from_dict(data: dict) -> ProviderError:
             {k: str(a.get(k, "")) for k in ("model", "kind", "message")} for a in attempted if isinstance(a, dict)
         ]
     return error
+
+
+def _usage_or_none(usage: object) -> dict | None:
+    """A usage that crossed a boundary, checked like a reply's; a malformed one (another service's) is unknown."""
+    from providers.usage import validate_usage
+
+    try:
+        return dict(validate_usage(usage))
+    except ValueError:
+        return None

@@ -240,3 +240,13 @@ def test_a_hostile_upstream_cannot_make_the_error_message_huge():
         assert len(str(exc)) < 1_000
     else:
         raise AssertionError("unknown tools were accepted")
+
+
+def test_an_output_error_from_another_service_with_malformed_usage_has_unknown_usage():
+    from providers.errors import error_from_dict
+
+    good = {"tokens_in": 3, "tokens_out": 2, "latency_ms": 1, "usd_micros": None}
+    for usage in ({"tokens_in": "lots", "usd_micros": 1.5}, {**good, "tokens_out": -1}, [1, 2], "x"):
+        err = error_from_dict({"type": "OutputValidationError", "message": "m", "usage": usage})
+        assert isinstance(err, OutputValidationError) and err.usage is None
+    assert error_from_dict({"type": "OutputValidationError", "message": "m", "usage": good}).usage == good
