@@ -441,6 +441,13 @@ def check_output_schema(schema: object) -> OutputSchema | None:
 
     if _is_model_class(schema):
         try:
+            json_schema = schema.model_json_schema()
+        except Exception as exc:  # noqa: BLE001 - a model whose schema pydantic cannot build
+            raise InvalidRequestError(f"output_schema: {type(exc).__name__}: {str(exc)[:300]}") from None
+        # The same checks as a dict schema: over an adapter the model travels as this JSON Schema, so a model
+        # accepted in-process must not be refused remotely (size, refs, cost).
+        _check_schema(json_schema, f"output_schema ({schema.__name__})")
+        try:
             return OutputSchema.of(schema)
         except Exception as exc:  # noqa: BLE001 - a model whose schema pydantic cannot build
             raise InvalidRequestError(f"output_schema: {type(exc).__name__}: {str(exc)[:300]}") from None

@@ -250,3 +250,31 @@ def test_an_output_error_from_another_service_with_malformed_usage_has_unknown_u
         err = error_from_dict({"type": "OutputValidationError", "message": "m", "usage": usage})
         assert isinstance(err, OutputValidationError) and err.usage is None
     assert error_from_dict({"type": "OutputValidationError", "message": "m", "usage": good}).usage == good
+
+
+def test_a_pydantic_schema_is_refused_in_process_exactly_when_the_wire_refuses_its_json_schema():
+    """Nothing accepted on one path and refused on another: a pydantic model whose JSON Schema is over the size
+    cap was accepted by chat() in-process but refused by every adapter (it travels as that JSON Schema)."""
+    from typing import Literal
+
+    import pytest
+    from pydantic import BaseModel, create_model
+
+    from providers import InvalidRequestError
+
+    words = tuple(f"word{i:06d}" for i in range(12_000))
+    Big = create_model("Big", pick=(Literal[words], ...))  # type: ignore[valid-type]
+
+    class Small(BaseModel):
+        n: int
+
+    for model, refused in ((Big, True), (Small, False)):
+        outcomes = []
+        for provider in (MockProvider(), _adapter_provider()):
+            try:
+                provider.chat("hi", output_schema=model)
+                outcomes.append("accepted")
+            except InvalidRequestError as exc:
+                assert "output_schema" in str(exc)
+                outcomes.append("refused")
+        assert outcomes == ["refused" if refused else "accepted"] * 2, (model.__name__, outcomes)
