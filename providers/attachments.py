@@ -12,16 +12,18 @@ against the cap before anything is decoded.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import mimetypes
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from providers.errors import UnsupportedAttachmentError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# base64, hashlib (OpenSSL), mimetypes and pathlib are imported where they are used: every provider module
+# imports this one for the type, and a call without attachments (most calls) should not load them.
 
 __all__ = [
     "Attachment",
@@ -134,6 +136,9 @@ class Attachment:
         With ``root`` (the CLI passes the working directory), a symlink that resolves outside ``root`` is
         refused: a link must not smuggle in a file the caller did not name (``~/.ssh/id_rsa``, ``/etc/...``).
         """
+        import mimetypes
+        from pathlib import Path
+
         p = Path(path)
         label = name or p.name
         if p.is_symlink() and root is not None:
@@ -160,6 +165,8 @@ class Attachment:
 
     @property
     def sha256(self) -> str:
+        import hashlib
+
         return hashlib.sha256(self.data).hexdigest()
 
     @property
@@ -173,10 +180,14 @@ class Attachment:
         return self.data.decode("utf-8")
 
     def data_url(self) -> str:
+        import base64
+
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
     # ------------------------------------------------------------------ JSON-safe form (Modal payloads, files)
     def to_dict(self) -> dict[str, Any]:
+        import base64
+
         return {"name": self.name, "mime": self.mime, "data_b64": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
@@ -185,6 +196,8 @@ class Attachment:
         again on the far side). Every malformed dict is an :class:`UnsupportedAttachmentError`."""
         check_dict(data, max_bytes=max_bytes)
         assert isinstance(data, dict)
+        import base64
+
         try:
             raw = base64.b64decode(data["data_b64"], validate=True)
         except ValueError:

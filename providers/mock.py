@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -274,6 +273,8 @@ class MockProvider:
     async def _asleep(self, timeout: float | None, ends: float | None = None) -> None:
         delay, error = self._delay(timeout, ends)
         if delay:
+            import asyncio  # here, not at the top: a sync mock chat need not load asyncio (a third of its cold start)
+
             await asyncio.sleep(delay)
         if error is not None:
             raise error

@@ -19,14 +19,19 @@ form. Secrets nobody told us about are caught by shape: bearer/basic credentials
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 import threading
 import weakref
 from functools import lru_cache
-from urllib.parse import quote, quote_plus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
+
+# json, logging and urllib.parse are imported where they are used, and the shape patterns are compiled on the
+# first redaction: every provider imports this module (through providers.errors), and a call that never
+# redacts anything (every successful call) should not pay for them at import.
 
 __all__ = [
     "REDACTED",
@@ -49,29 +54,36 @@ MIN_FRAGMENT = 8
 _SECRET_ENV_SUFFIXES = ("_KEY", "APIKEY", "_TOKEN", "_SECRET", "_PASSWORD", "_PASSWD", "_PASS")
 
 # Shapes of secrets we were not told about. Groups: a kept prefix (group 1) when present.
-_SHAPES = (
+_SHAPE_SOURCES = (
     # URL userinfo: scheme://user:pass@host  (or scheme://token@host)
     # (the lookbehind starts a scheme only at its first character: without it the scan is quadratic)
-    re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)(?!\*+@|\[REDACTED\]@)[^/\s@?#]+(?=@)"),
+    r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)(?!\*+@|\[REDACTED\]@)[^/\s@?#]+(?=@)",
     # Authorization headers and bearer/basic credentials, quoted or not
-    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)?\s*)[^\s\"',;}]+"),
-    re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9_\-.=+/~:]{6,}"),
+    r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)?\s*)[^\s\"',;}]+",
+    r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9_\-.=+/~:]{6,}",
     # query parameters that carry keys (Gemini's ?key=..., signed URLs)
-    re.compile(r"(?i)([?&](?:key|api[_-]?key|apikey|token|access[_-]?token|sig|signature|secret|password)=)[^&\s\"'#]+"),
+    r"(?i)([?&](?:key|api[_-]?key|apikey|token|access[_-]?token|sig|signature|secret|password)=)[^&\s\"'#]+",
     # key=value / "api_key": "value" forms (compound names only: "key" alone is too common a word)
-    re.compile(
+    (
         r"(?i)(\b(?:api[_-]?key|x-api-key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|secret|"
         r"password|passwd|client[_-]?secret|private[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]{6,}"
     ),
     # well-known key formats: OpenAI/Anthropic sk-..., AWS access key ids, Google API keys, GitHub, Slack,
     # Hugging Face, Groq, Replicate tokens, JWTs
-    re.compile(r"\b(?:sk|pk|rk)[-_][A-Za-z0-9_\-]{8,}"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{12,}"),
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"),
-    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr|github_pat|hf|gsk|r8|xox[abprs])_[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{8,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*)?"),
+    r"\b(?:sk|pk|rk)[-_][A-Za-z0-9_\-]{8,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{12,}",
+    r"\bAIza[0-9A-Za-z_\-]{20,}",
+    r"\b(?:ghp|gho|ghu|ghs|ghr|github_pat|hf|gsk|r8|xox[abprs])_[A-Za-z0-9_\-]{8,}",
+    r"\bxox[abprs]-[A-Za-z0-9\-]{8,}",
+    r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*)?",
 )
+
+
+@lru_cache(maxsize=1)
+def _shapes() -> tuple[re.Pattern[str], ...]:
+    """The shape patterns, compiled once, on first use."""
+    return tuple(re.compile(source) for source in _SHAPE_SOURCES)
+
 
 _remembered: set[str] = set()
 _owned: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
@@ -110,6 +122,9 @@ def known_secrets(*extra: str | None) -> tuple[str, ...]:
 @lru_cache(maxsize=64)
 def _fragments(secrets: tuple[str, ...]) -> frozenset[str]:
     """All MIN_FRAGMENT-character windows of every secret and of its encoded forms."""
+    import json
+    from urllib.parse import quote, quote_plus
+
     grams: set[str] = set()
     for secret in secrets:
         for form in {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}:
@@ -143,7 +158,7 @@ def _scrub_fragments(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def _scrub_shapes(text: str) -> str:
-    for pattern in _SHAPES:
+    for pattern in _shapes():
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
         else:
@@ -179,11 +194,13 @@ def mask_url(url: str | None) -> str | None:
     return redact(url)
 
 
-class RedactingFilter(logging.Filter):
+class RedactingFilter:
     """Rewrites each record's message (and exception text) through :func:`redact` before any handler sees it.
 
     Attached to loggers that may quote upstream bodies (LiteLLM logs whole error responses at DEBUG). Filters
-    run only for records that pass the level check, so this costs nothing while those levels are off."""
+    run only for records that pass the level check, so this costs nothing while those levels are off. A plain
+    class with ``filter`` (all :mod:`logging` asks of a filter), so importing this module need not load
+    :mod:`logging`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -192,6 +209,8 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
+            import logging
+
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
@@ -206,6 +225,8 @@ _FILTER = RedactingFilter()
 def install_log_redaction(*names: str) -> None:
     """Attach the redacting filter to these loggers (idempotent). A logger's filters see only the records
     logged to it by name, so every logger that may carry upstream text is listed explicitly."""
+    import logging
+
     for name in names:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

@@ -27,7 +27,6 @@ Across Modal: :func:`inject_trace` gives the caller's W3C ``traceparent``/``trac
 from __future__ import annotations
 
 import contextvars
-import logging
 import os
 import sys
 import threading
@@ -607,6 +606,8 @@ def _log_line(call: Call, elapsed_s: float) -> None:
         ctx = call.span.get_span_context()
         if ctx.is_valid:
             record["trace_id"] = format(ctx.trace_id, "032x")
+    import logging  # here: a process without the call log never loads logging for it
+
     logging.getLogger(CALL_LOGGER).info(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
 
 
