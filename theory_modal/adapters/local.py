@@ -5,12 +5,22 @@ daemon thread shared by every LocalAdapter of the process: provider clients boun
 HTTP clients) stay valid from call to call, and sync callers never nest event loops. At exit the loop's
 leftover tasks (LiteLLM's background logging) are cancelled and the thread is stopped and joined, so the
 interpreter never finalizes while that thread holds a lock (which deadlocks the exit).
+
+LiteLLM has exit hooks of its own that touch what lives on this loop: its logging worker's ``_flush_on_exit``
+runs queued and dequeued-but-unstarted logging coroutines on a new loop in the main thread, and its client
+cleanup closes the cached async clients. litellm is first imported inside a call, on this loop, i.e. after our
+hook was registered, and ``atexit`` runs hooks last-registered first: so LiteLLM's hooks used to run while this
+loop was still running its worker, and both threads could start the same coroutine ("cannot reuse already
+awaited coroutine" printed at exit). Hence: once litellm is loaded our hook is registered again, to run first,
+and it flushes and stops LiteLLM's logging worker on this loop, where it lives, before cancelling what is
+left. LiteLLM's flush then finds nothing to do, and its client cleanup runs after this thread has stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -25,6 +35,9 @@ T = TypeVar("T")
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
+#: True once ``_stop_loop`` was registered again after litellm loaded (so it runs before LiteLLM's exit hooks).
+_first_at_exit = False
+_LITELLM_WORKER = "litellm.litellm_core_utils.logging_worker"
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -39,7 +52,38 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-async def _cancel_leftovers() -> None:
+def _keep_first_at_exit() -> None:
+    """Once litellm is loaded (it registers its exit hooks at import), register ``_stop_loop`` again so that it
+    runs before them (``atexit`` runs the last registered first). A dict lookup per call until then."""
+    global _first_at_exit
+    if not _first_at_exit and _LITELLM_WORKER in sys.modules:
+        with _loop_lock:
+            if _loop is not None and not _first_at_exit:
+                atexit.unregister(_stop_loop)
+                atexit.register(_stop_loop)
+                _first_at_exit = True
+
+
+async def _stop_litellm(timeout: float) -> None:
+    """Flush and stop LiteLLM's logging worker on this loop (where it was started), so that LiteLLM's own exit
+    hook, which runs later on a loop of its own in the main thread, finds nothing left to run."""
+    worker_module = sys.modules.get(_LITELLM_WORKER)
+    if worker_module is None:
+        return
+    worker = worker_module.GLOBAL_LOGGING_WORKER
+    if getattr(worker, "_bound_loop", None) is asyncio.get_running_loop():  # a worker of another loop: not ours
+        try:
+            await asyncio.wait_for(worker.flush(), timeout)  # the logging callbacks run once, here
+        except Exception:  # noqa: BLE001 - best effort, bounded (a timeout included)
+            pass
+        await worker.stop(discard_pending=True, timeout=timeout)
+
+
+async def _cancel_leftovers(timeout: float = 2.0) -> None:
+    try:
+        await _stop_litellm(timeout)
+    except Exception:  # noqa: BLE001 - best effort: what is left is cancelled below
+        pass
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
@@ -49,9 +93,9 @@ async def _cancel_leftovers() -> None:
 
 def _stop_loop(timeout: float = 5.0) -> None:
     """Cancel what still runs on the loop, stop it and join its thread (at exit; idempotent)."""
-    global _loop, _thread
+    global _loop, _thread, _first_at_exit
     with _loop_lock:
-        loop, thread, _loop, _thread = _loop, _thread, None, None
+        loop, thread, _loop, _thread, _first_at_exit = _loop, _thread, None, None, False
     if loop is None or thread is None:
         return
     try:
@@ -69,7 +113,10 @@ def _submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return _submit(coro).result()
+    try:
+        return _submit(coro).result()
+    finally:
+        _keep_first_at_exit()
 
 
 class LocalAdapter(Adapter):
@@ -115,3 +162,4 @@ class LocalAdapter(Adapter):
         finally:
             for future in futures:
                 future.cancel()
+            _keep_first_at_exit()
