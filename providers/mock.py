@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 from providers.attachments import Attachment
@@ -43,23 +44,33 @@ from providers.errors import (
 from providers.deadline import check_timeout
 from providers.fallback import achat_method, astream_method, chat_method, check_fallbacks, stream_method
 from providers.request import check_options
-from providers.schema_data import UnsupportedSchema, generate, seed_for
 from providers.streams import AsyncChatStream, ChatStream
 from providers.structured import TooCostly, Turn, acomplete, compile_validator, complete, finish_stream, within_budget
 from providers.usage import make_usage
 
 __all__ = ["MockProvider", "MOCK_ERRORS", "schema_instance", "generated_turn"]
 
-#: ``mock_error`` option values -> the error they raise (messages mimic the real providers').
-MOCK_ERRORS: dict[str, ProviderError] = {
-    "unavailable": ProviderUnavailableError("Mock provider unavailable (scripted failure).", provider="mock"),
-    "credentials": CredentialsError("MOCK_API_KEY missing or Mock unreachable (scripted failure).", provider="mock"),
-    "model_not_found": ModelNotFoundError("Mock model not found (scripted failure).", provider="mock"),
-    "rate_limited": RateLimitError("Mock rate limit (scripted failure).", provider="mock", retry_after=1.0),
-    "timeout": ProviderTimeoutError("Mock timed out (scripted failure).", provider="mock"),
-    "invalid_request": InvalidRequestError("Mock rejected the request (scripted failure).", provider="mock"),
-    "context_window_exceeded": ContextWindowExceededError("Mock context window exceeded (scripted failure).", provider="mock"),
-}
+@lru_cache(maxsize=1)
+def _mock_errors() -> dict[str, ProviderError]:
+    """``mock_error`` option values -> the error they raise (messages mimic the real providers'). Public as
+    ``MOCK_ERRORS``; built on first use, because building an error redacts its message, and the first
+    redaction compiles the redaction patterns (a tenth of a mock chat's cold start)."""
+    return {
+        "unavailable": ProviderUnavailableError("Mock provider unavailable (scripted failure).", provider="mock"),
+        "credentials": CredentialsError("MOCK_API_KEY missing or Mock unreachable (scripted failure).", provider="mock"),
+        "model_not_found": ModelNotFoundError("Mock model not found (scripted failure).", provider="mock"),
+        "rate_limited": RateLimitError("Mock rate limit (scripted failure).", provider="mock", retry_after=1.0),
+        "timeout": ProviderTimeoutError("Mock timed out (scripted failure).", provider="mock"),
+        "invalid_request": InvalidRequestError("Mock rejected the request (scripted failure).", provider="mock"),
+        "context_window_exceeded": ContextWindowExceededError("Mock context window exceeded (scripted failure).", provider="mock"),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MOCK_ERRORS":
+        return _mock_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _TURN_KEYS = frozenset({"text", "data", "tool_calls", "finish_reason"})
 Scripted = str | dict[str, Any] | BaseException | type[BaseException]
@@ -88,6 +99,8 @@ def _split(text: str) -> list[str]:
 def schema_instance(schema: dict[str, Any], *seed_parts: str) -> Any:
     """A deterministic instance of ``schema`` (seeded by ``seed_parts``); :class:`InvalidRequestError` when the
     schema uses a keyword no generator can promise to satisfy. Shared with LiteLLM's smoke mode."""
+    from providers.schema_data import UnsupportedSchema, generate, seed_for  # here: only schemas and tools need it
+
     defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
 
     def is_valid(node: Any, value: Any) -> bool:
@@ -106,6 +119,8 @@ def schema_instance(schema: dict[str, Any], *seed_parts: str) -> Any:
 
 
 def _call_id(*parts: str) -> str:
+    from providers.schema_data import seed_for
+
     return f"call_{seed_for(*parts):016x}"[:21]
 
 
@@ -204,9 +219,10 @@ class MockProvider:
                 record[key] = value
         self.calls.append(record)
         if mock_error is not None:
-            if mock_error not in MOCK_ERRORS:
-                raise InvalidRequestError(f"unknown mock_error {mock_error!r}; known: {', '.join(MOCK_ERRORS)}")
-            template = MOCK_ERRORS[mock_error]
+            mock_errors = _mock_errors()
+            if mock_error not in mock_errors:
+                raise InvalidRequestError(f"unknown mock_error {mock_error!r}; known: {', '.join(mock_errors)}")
+            template = mock_errors[mock_error]
             extra = {"retry_after": template.retry_after} if isinstance(template, RateLimitError) else {}
             raise type(template)(template.message, provider="mock", model=req.model, **extra)
         return req
