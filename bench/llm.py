@@ -288,6 +288,7 @@ def bench_local_adapter(ctx: LLMContext, s: Settings) -> Result:
     way a deployment would give a real one: ``OPENAI_API_BASE`` / ``OPENAI_API_KEY``. "Direct" is the very
     provider instance the adapter uses (``handlers.provider_for``), so only the adapter layer differs."""
     from theory_modal.adapters import LocalAdapter
+    from theory_modal.adapters.local import _run as local_run
     from theory_modal.handlers import provider_for
 
     srv = ctx.server
@@ -301,12 +302,22 @@ def bench_local_adapter(ctx: LLMContext, s: Settings) -> Result:
         if via["text"] != direct.chat(PROMPT).text:
             raise AssertionError(f"adapter and provider replies differ: {via}")
         samples = interleave(
-            {"adapter": lambda: adapter.run("llm/litellm@1", payload), "direct": lambda: direct.chat(PROMPT)},
+            {
+                "adapter": lambda: adapter.run("llm/litellm@1", payload),
+                "direct": lambda: direct.chat(PROMPT),
+                # What the Modal function awaits, on the adapter's loop, without the function around it: splits
+                # the adapter's own layers (adapter / this) from the async path + thread hop (this / direct).
+                "direct_async": lambda: local_run(direct.achat(PROMPT)),
+            },
             s.chat_n, s.warmup,
         )
     res.add("adapter", Figure("LocalAdapter().run('llm/litellm@1', live)", "ms", summarize(samples["adapter"], "ms")))
     res.add("direct", Figure("the same provider's .chat", "ms", summarize(samples["direct"], "ms")))
+    res.add("direct_async", Figure("its .achat on the adapter's loop (info)", "ms",
+                                   summarize(samples["direct_async"], "ms")))
     res.checks.append(Check("median ratio adapter / direct", res.ratio("adapter", "direct"), "<=", 1.05))
+    res.info["ratio_adapter_over_achat_on_loop"] = round(res.ratio("adapter", "direct_async"), 4)
+    res.info["ratio_achat_on_loop_over_chat"] = round(res.ratio("direct_async", "direct"), 4)
 
     # The adapter's own cost in absolute terms, on the mock (no I/O): information, no target.
     mock = provider_for("mock", "smoke")

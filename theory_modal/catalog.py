@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from providers.errors import InvalidRequestError
 
@@ -85,16 +86,29 @@ def known_refs() -> list[str]:
 
 
 def resolve(ref: object) -> Processor:
-    """``llm/litellm@1`` or ``llm/litellm`` (latest) -> Processor; anything else fails listing the known refs."""
-    known = ", ".join(known_refs())
-    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
+    """``llm/litellm@1`` or ``llm/litellm`` (latest) -> Processor; anything else fails listing the known refs.
+
+    Every call of every adapter resolves its ref, so a ref that resolved once is answered from a small cache
+    (failures are not cached: they raise, and their message lists the known refs)."""
+    if isinstance(ref, str):
+        return _resolve_str(ref)
+    raise ProcessorRefError(
+        f"malformed processor ref {ref!r}: expected <kind>/<name>[@<version>]; known refs: {', '.join(known_refs())}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _resolve_str(ref: str) -> Processor:
+    m = _REF.match(ref.strip())
     if m is None:
-        raise ProcessorRefError(f"malformed processor ref {ref!r}: expected <kind>/<name>[@<version>]; known refs: {known}")
+        raise ProcessorRefError(
+            f"malformed processor ref {ref!r}: expected <kind>/<name>[@<version>]; known refs: {', '.join(known_refs())}"
+        )
     candidates = [p for p in PROCESSORS if p.kind == m["kind"] and p.name == m["name"]]
     if m["version"] is not None:
         candidates = [p for p in candidates if p.version == int(m["version"])]
     if not candidates:
-        raise ProcessorRefError(f"unknown processor ref {ref!r}; known refs: {known}")
+        raise ProcessorRefError(f"unknown processor ref {ref!r}; known refs: {', '.join(known_refs())}")
     return max(candidates, key=lambda p: p.version)
 
 
