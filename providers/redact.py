@@ -87,7 +87,11 @@ def _shapes() -> tuple[re.Pattern[str], ...]:
 
 _remembered: set[str] = set()
 _owned: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+#: Reentrant on purpose: known_secrets allocates while holding it, so a garbage collection can run there, and
+#: a finalizer it runs may log (an abandoned HTTP stream closing logs at DEBUG through httpcore), and that
+#: record passes through RedactingFilter -> redact -> known_secrets on the same thread. With a plain Lock
+#: that nested call waits for itself forever (seen as a hung test run).
+_lock = threading.RLock()
 
 
 def remember_secret(value: str | None, owner: object | None = None) -> None:
