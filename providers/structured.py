@@ -484,7 +484,10 @@ def build_reply(req: ChatRequest, provider: str, turn: Turn, usage: Usage | None
                 )},
             ]
             raise
-    return LLMReply(turn.text, provider, req.model, usage, finish_reason=turn.finish_reason or "stop", data=data)
+    # No tools were offered, so a call the upstream reports anyway is not a reply's: "tool_calls" without
+    # tool_calls would send a caller's tool loop after calls that are not there.
+    finish = "stop" if turn.finish_reason in (None, "tool_calls") else turn.finish_reason
+    return LLMReply(turn.text, provider, req.model, usage, finish_reason=finish, data=data)
 
 
 def _give_up(req: ChatRequest, provider: str, turn: Turn, usage: Usage, reason: str, attempts: int) -> OutputValidationError:

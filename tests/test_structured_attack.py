@@ -278,3 +278,21 @@ def test_a_pydantic_schema_is_refused_in_process_exactly_when_the_wire_refuses_i
                 assert "output_schema" in str(exc)
                 outcomes.append("refused")
         assert outcomes == ["refused" if refused else "accepted"] * 2, (model.__name__, outcomes)
+
+
+def test_a_history_generator_is_refused_in_process_and_over_an_adapter_alike():
+    from providers import InvalidRequestError
+
+    for provider in (MockProvider(), _adapter_provider()):
+        try:
+            provider.chat("hi", history=({"role": "user", "content": "x"} for _ in range(1)))
+        except InvalidRequestError as exc:
+            assert "history" in str(exc)
+        else:
+            raise AssertionError(f"{type(provider).__name__} accepted a generator the other path refuses")
+
+
+def test_tool_calls_reported_without_tools_offered_do_not_make_a_tool_calls_reply():
+    """finish_reason "tool_calls" promises reply.tool_calls; with no tools offered there are none to give."""
+    reply = MockProvider().enqueue({"text": "hello", "tool_calls": [{"name": "f", "arguments": {}}]}).chat("hi")
+    assert reply.finish_reason == "stop" and reply.tool_calls is None and reply.text == "hello"

@@ -6,6 +6,7 @@ pydantic ``output_schema`` travels as its JSON Schema and ``reply.data`` is rebu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from providers import telemetry
@@ -59,8 +60,9 @@ class AdapterProvider:
                 if isinstance(t, dict) and callable(getattr(t.get("parameters"), "model_json_schema", None)) else t
                 for t in structure["tools"]
             ]
-        if structure.get("history") is not None and not isinstance(structure["history"], (str, bytes, dict)):
-            structure["history"] = list(structure["history"])  # any Sequence -> a JSON list
+        history = structure.get("history")
+        if isinstance(history, Sequence) and not isinstance(history, (str, bytes)):
+            structure["history"] = list(history)  # any Sequence -> a JSON list (a generator is refused, as in-process)
         payload.update({k: v for k, v in structure.items() if v is not None})
         return payload
 
