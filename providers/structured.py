@@ -404,6 +404,7 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     problems: list[tuple[str, str]] = []  # (call id, reason)
     ids = _call_ids(turn.tool_calls)
+    misplaced: set[str] = set()  # calls tool_choice forbids: their feedback must not say "call the tool again"
     for i, raw in enumerate(turn.tool_calls):
         call_id = ids[i]
         name = str(raw.get("name") or "")
@@ -416,6 +417,7 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
         if req.tool_choice == "none" or (forced is not None and name != forced):
             must = "answer in text: tool_choice is 'none'" if forced is None else f"call {forced} (tool_choice)"
             problems.append((call_id, f"{name} may not be called here; {must}"))
+            misplaced.add(call_id)
             continue
         if isinstance(arguments, str):
             try:
@@ -449,7 +451,8 @@ def _check_tool_calls(req: ChatRequest, turn: Turn) -> list[dict[str, Any]]:
         for cid in ids:
             feedback.append({
                 "role": "tool", "tool_call_id": cid,
-                "content": f"Error: {reasons[cid]}. Call the tool again with arguments that validate."
+                "content": f"Error: {reasons[cid]}." if cid in misplaced else
+                f"Error: {reasons[cid]}. Call the tool again with arguments that validate."
                 if cid in reasons else "Not run: another call in this turn was invalid.",
             })
         raise Mismatch("; ".join(reason for _, reason in problems), feedback)

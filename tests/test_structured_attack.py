@@ -296,3 +296,21 @@ def test_tool_calls_reported_without_tools_offered_do_not_make_a_tool_calls_repl
     """finish_reason "tool_calls" promises reply.tool_calls; with no tools offered there are none to give."""
     reply = MockProvider().enqueue({"text": "hello", "tool_calls": [{"name": "f", "arguments": {}}]}).chat("hi")
     assert reply.finish_reason == "stop" and reply.tool_calls is None and reply.text == "hello"
+
+
+def test_the_reask_after_a_forbidden_call_does_not_tell_the_model_to_call_again():
+    """The feedback sent upstream after a call tool_choice forbids says what to do instead."""
+    from providers.base import build_request
+    from providers.structured import Mismatch, Turn, build_reply
+    from providers.usage import make_usage
+
+    req = build_request("hi", model="mock", default_model="mock", provider="mock", tools=TOOLS, tool_choice="none")
+    try:
+        build_reply(req, "mock", Turn("", make_usage(1, 1, 0, 0), "tool_calls",
+                                      [{"id": "c1", "name": "f", "arguments": "{}"}]))
+    except Mismatch as m:
+        tool_turn = m.feedback[-1]
+        assert tool_turn["role"] == "tool" and "answer in text" in tool_turn["content"]
+        assert "Call the tool again" not in tool_turn["content"]
+    else:
+        raise AssertionError("a call under tool_choice 'none' was accepted")
