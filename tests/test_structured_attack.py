@@ -314,3 +314,40 @@ def test_the_reask_after_a_forbidden_call_does_not_tell_the_model_to_call_again(
         assert "Call the tool again" not in tool_turn["content"]
     else:
         raise AssertionError("a call under tool_choice 'none' was accepted")
+
+
+# ------------------------------------------------------------------------------------------- the tool loop, searched
+P_TOOLS = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}},
+           {"name": "g", "parameters": {"type": "object"}}]
+script_turns = st.one_of(
+    st.text(max_size=6),
+    st.fixed_dictionaries({"tool_calls": st.lists(st.fixed_dictionaries({
+        "id": ids, "name": st.sampled_from(["f", "g", "h", ""]),
+        "arguments": st.one_of(st.just({"n": 1}), st.just({"n": "x"}), st.just({}), st.text(max_size=5)),
+    }), min_size=1, max_size=3)}),
+)
+
+
+@SETTINGS
+@given(turns=st.lists(script_turns, min_size=1, max_size=4), choice=st.sampled_from([None, "none", "required", "f", "g"]),
+       retries=st.integers(0, 3))
+def test_any_scripted_tool_loop_ends_in_a_reply_that_honours_the_request_or_output_validation_error(turns, choice, retries):
+    """Invariant: a reply's calls name offered tools, validate, respect tool_choice and pass back as history;
+    a text reply appears only when tool_choice allows text; otherwise OutputValidationError after
+    retries + 1 attempts at most."""
+    from jsonschema import validate as js_validate
+
+    mock = MockProvider().enqueue(*turns)
+    try:
+        reply = mock.chat("hi", tools=P_TOOLS, tool_choice=choice, output_retries=retries)
+    except OutputValidationError as exc:
+        assert exc.attempts <= retries + 1 and exc.attempts <= len(turns) + 1
+        return
+    if reply.tool_calls:
+        assert choice != "none" and reply.finish_reason == "tool_calls"
+        for call in reply.tool_calls:
+            assert call["name"] in ("f", "g") and (choice not in ("f", "g") or call["name"] == choice)
+            js_validate(call["arguments"], next(t for t in P_TOOLS if t["name"] == call["name"])["parameters"])
+        check_history(_continue(reply))
+    else:
+        assert choice in (None, "none") and reply.finish_reason == "stop"
