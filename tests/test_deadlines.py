@@ -177,19 +177,20 @@ def test_budget_and_deadline_the_earlier_wins():
     def boom():
         raise ProviderUnavailableError("down", provider="t")
 
-    # The budget is the tighter: retries stop after it, well before the 5 s deadline.
-    policy = RetryPolicy(max_attempts=50, base_delay_s=0.05, max_delay_s=0.05, budget_s=0.2)
+    # The budget is the tighter: retries stop after it, well before the 10 s deadline. (Budget and deadline are
+    # 1 s and up so a loaded machine still fits two attempts in them.)
+    policy = RetryPolicy(max_attempts=500, base_delay_s=0.05, max_delay_s=0.05, budget_s=1.0)
     t0 = time.monotonic()
     with pytest.raises(ProviderUnavailableError) as info:
-        retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(5))
-    assert time.monotonic() - t0 < 5 and 2 <= info.value.attempts < 50  # not the 50 attempts, not the deadline
+        retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(10))
+    assert time.monotonic() - t0 < 10 and 2 <= info.value.attempts < 500  # not every attempt, not the deadline
     assert "deadline" not in str(info.value)
     # The deadline is the tighter: the budget (120 s) never comes into play.
-    policy = RetryPolicy(max_attempts=50, base_delay_s=0.05, max_delay_s=0.05, budget_s=120)
+    policy = RetryPolicy(max_attempts=500, base_delay_s=0.05, max_delay_s=0.05, budget_s=120)
     t0 = time.monotonic()
-    with pytest.raises(ProviderUnavailableError, match="after the 0.3s deadline") as info:
-        retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(0.3))
-    assert time.monotonic() - t0 < 0.3 + MARGIN and 2 <= info.value.attempts < 50
+    with pytest.raises(ProviderUnavailableError, match="after the 1s deadline") as info:
+        retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(1.0))
+    assert time.monotonic() - t0 < 1.0 + MARGIN and 2 <= info.value.attempts < 500
 
 
 # ------------------------------------------------------------------ the timeout's validation
