@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -119,6 +120,31 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         _keep_first_at_exit()
 
 
+#: function name -> its ``.local`` (the Modal objects live for the process, so this is computed once).
+_locals: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def _unwrapped_local(fn: Any) -> Callable[[dict[str, Any]], Any]:
+    """``fn.local``, minus the synchronicity proxying: modal's own ``Function.local`` method, bound to the very
+    ``_Function`` object behind ``fn`` (the object modal's synchronicity wrapper forwards to).
+
+    ``fn.local(...)`` runs that same method with the public wrapper as ``self``, so each of the five attribute
+    lookups it makes (``_is_local``, ``_get_source_info``, ``_spec_`` twice, ``_get_obj``) goes through a proxy
+    that translates arguments and results: 21 us per call against 0.8 us for the same method on the
+    underlying object (the function body it returns is identical). Everything ``.local`` checks still runs.
+    Falls back to ``fn.local`` if a modal release moves these internals."""
+    try:
+        from modal._functions import _Function
+        from modal._utils.async_utils import synchronizer
+
+        impl = synchronizer._translate_in(fn)
+        if isinstance(impl, _Function) and impl is not fn:
+            return functools.partial(_Function.local, impl)
+    except Exception:  # noqa: BLE001 - any internal change: use the public method
+        pass
+    return fn.local
+
+
 class LocalAdapter(Adapter):
     """In-process: the Modal function objects' ``.local()``. No network, no Modal token."""
 
@@ -129,11 +155,18 @@ class LocalAdapter(Adapter):
 
         return FUNCTIONS[function]
 
+    def _local(self, function: str) -> Callable[[dict[str, Any]], Any]:
+        """The Modal function object's ``.local`` (see :func:`_unwrapped_local`)."""
+        local = _locals.get(function)
+        if local is None:
+            local = _locals[function] = _unwrapped_local(self._fn(function))
+        return local
+
     def _call(self, function: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _run(self._fn(function).local(body))
+        return _run(self._local(function)(body))
 
     def _call_gen(self, function: str, body: dict[str, Any]) -> Iterator[Any]:
-        agen = self._fn(function).local(body)
+        agen = self._local(function)(body)
         try:
             while True:
                 try:
@@ -145,13 +178,13 @@ class LocalAdapter(Adapter):
             _run(agen.aclose())  # closing the stream closes the provider's stream, on the loop that runs it
 
     def _map(self, function: str, bodies: list[dict[str, Any]], concurrency: int) -> Iterator[Any]:
-        fn = self._fn(function)
+        local = self._local(function)
         limit = asyncio.Semaphore(max(1, concurrency))
 
         async def one(body: dict[str, Any]) -> Any:
             async with limit:
                 try:
-                    return await fn.local(body)
+                    return await local(body)
                 except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
                     return exc
 
