@@ -152,11 +152,28 @@ def _check_name(model: str, name: str) -> None:
         raise _refuse(model, "host", f"the name starts with a host ({first!r})")
 
 
+#: Model strings that passed, per grammar (``litellm`` flag): a call checks its model more than once (the
+#: fallback chain, the request, the adapter's front half and the function each do), and the check walks every
+#: character. Only passes are kept (a refusal raises, with its message, every time); bounded, never evicted.
+_passed: dict[tuple[str, bool], None] = {}
+_PASSED_MAX = 1024
+
+
 def check_model_string(model: object, *, litellm: bool = True) -> str:
     """Return ``model`` if it follows the grammar, else raise :class:`InvalidRequestError` naming the rule.
 
     ``litellm=True`` requires ``<provider>/<name>`` with a vetted provider; ``litellm=False`` (providers that
     name their own models, e.g. the mock) applies the name rules only."""
+    key = (model, bool(litellm)) if type(model) is str else None
+    if key is not None and key in _passed:
+        return model  # type: ignore[return-value]
+    checked = _check_model_string(model, litellm=litellm)
+    if key is not None and len(_passed) < _PASSED_MAX:
+        _passed[key] = None
+    return checked
+
+
+def _check_model_string(model: object, *, litellm: bool = True) -> str:
     if not isinstance(model, str):
         raise InvalidRequestError(
             f"model must be a string such as 'openai/gpt-4o-mini', got {type(model).__name__} (rule: type)"
