@@ -65,6 +65,11 @@ def build_request(
     ``provider`` picks the model grammar (LiteLLM's ``<provider>/<name>``, or the name rules only)."""
     prompt = check_prompt(prompt)
     model = check_model(model, default_model, provider=provider)
+    if (attachments is None and history is None and output_schema is None and tools is None and tool_choice is None
+            and type(output_retries) is int and output_retries == 1):
+        # A plain text request (the hot path): only the options are left to check; the rest is its default.
+        opts = check_options(dict(options) if options else {}, extra_options)
+        return ChatRequest(prompt, model, options=opts, system=opts.pop("system", None))
     atts = check_attachments(attachments)
     opts = check_options(dict(options or {}), extra_options)
     hist = check_history(history)
@@ -104,9 +109,11 @@ def openai_messages(
     ``system`` overrides ``req.system`` (a provider may add instructions to it)."""
     system = req.system if system is None else system
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    messages.extend(_openai_turn(t) for t in req.history)
+    if req.history:
+        messages.extend(_openai_turn(t) for t in req.history)
     messages.append({"role": "user", "content": req.prompt if user_content is None else user_content})
-    messages.extend(_openai_turn(t) for t in extra)
+    if extra:
+        messages.extend(_openai_turn(t) for t in extra)
     return messages
 
 

@@ -278,6 +278,14 @@ def chat_method(one: Callable[..., LLMReply]) -> Callable[..., LLMReply]:
     @functools.wraps(one)
     def chat(self: Any, prompt: str, *, model: str | None = None, fallbacks: Sequence[str] | None = None, **kw: Any) -> LLMReply:
         models = _models(self, model, fallbacks)
+        if len(models) == 1 and telemetry.idle():
+            # The plain lane: one model and nothing recording, so a chain would only add layers to the hot path.
+            # Same result and same error as the chain's (which re-raises a lone model's error ``from None``).
+            try:
+                return one(self, prompt, model=models[0], **kw)
+            except ProviderError as exc:
+                error = exc
+            raise error from None
         with telemetry.start_call(self.name, models[0], kw, prompt=prompt, stream=False) as call:
             chain = Chain(models, _deadline(self, kw), call)
             reply = chain.run(lambda m: one(self, prompt, model=m, **chain.options(kw)))
@@ -295,6 +303,12 @@ def achat_method(one: Callable[..., Awaitable[LLMReply]]) -> Callable[..., Await
         self: Any, prompt: str, *, model: str | None = None, fallbacks: Sequence[str] | None = None, **kw: Any
     ) -> LLMReply:
         models = _models(self, model, fallbacks)
+        if len(models) == 1 and telemetry.idle():  # the plain lane, as in chat_method
+            try:
+                return await one(self, prompt, model=models[0], **kw)
+            except ProviderError as exc:
+                error = exc
+            raise error from None
         with telemetry.start_call(self.name, models[0], kw, prompt=prompt, stream=False) as call:
             chain = Chain(models, _deadline(self, kw), call)
             reply = await chain.arun(lambda m: one(self, prompt, model=m, **chain.options(kw)))

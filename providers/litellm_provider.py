@@ -69,6 +69,8 @@ _REDACTED_LOGGERS = (
 
 _litellm = None
 _load_lock = threading.Lock()
+#: How many checked targets a provider remembers (one per model string it was called with).
+_TARGET_CACHE_SIZE = 256
 
 
 def load_litellm():
@@ -174,6 +176,7 @@ class LiteLLMProvider:
         self.fast_path = bool(fast_path)  # False: every call through litellm.completion (providers.openai_fast)
         #: Models tried, in order, when the requested one fails in a way another model can fix (providers.fallback).
         self.fallbacks = check_fallbacks(fallbacks)
+        self._targets: dict[str, Target] = {}  # model -> its checked Target (see _checked_target)
 
     def __repr__(self) -> str:
         key = ", api_key=<set>" if self._api_key else ""
@@ -190,6 +193,21 @@ class LiteLLMProvider:
         if llm_provider in OLLAMA_PROVIDERS and not api_base:
             api_base = ollama_base()[0]  # LLM_API_BASE, else LiteLLM's own OLLAMA_API_BASE, else the default
         return Target(model, llm_provider, bare, api_base, self._api_key)
+
+    def _checked_target(self, model: str) -> Target:
+        """:meth:`_target` after :meth:`_check_provider`, remembered per model string: both depend only on the
+        model and this provider's ``api_base`` and key (checked on every hit, so changing them is seen at once).
+        Ollama targets are not kept: their base URL comes from the environment at each call. Bounded."""
+        t = self._targets.get(model)
+        if t is not None and t.api_base is self.api_base and t.api_key is self._api_key:
+            return t
+        t = self._target(model)
+        self._check_provider(t)
+        if t.llm_provider not in OLLAMA_PROVIDERS:
+            if len(self._targets) >= _TARGET_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[model] = t
+        return t
 
     def _check_provider(self, t: Target) -> None:
         """Refuse a model whose prefix is no LiteLLM provider before LiteLLM's long error (and any network); a
@@ -319,8 +337,7 @@ class LiteLLMProvider:
     ) -> tuple[Target, dict[str, Any], ChatRequest]:
         req = build_request(prompt, model=model, default_model=self.model_default, attachments=attachments,
                             options=options, **structure)
-        t = self._target(req.model)
-        self._check_provider(t)
+        t = self._checked_target(req.model)
         self._check_credentials(t)
         self._check_vision(t, req.attachments)
         fields, system = self._structure(t, req)

@@ -520,6 +520,8 @@ def _note_reask(req: ChatRequest, turn: Turn, attempts: int, giving_up: bool) ->
 
 def complete(req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, Any]]], Turn]) -> LLMReply:
     """The re-ask loop: ``attempt(extra_messages)`` is one full provider call (its own retries included)."""
+    if req.output is None and not req.tools:
+        return build_reply(req, provider, attempt([]))  # plain text: nothing to validate, never re-asked
     extra: list[dict[str, Any]] = []
     usages: list[Usage] = []
     while True:
@@ -540,6 +542,8 @@ async def acomplete(
     req: ChatRequest, provider: str, attempt: Callable[[list[dict[str, Any]]], Awaitable[Turn]]
 ) -> LLMReply:
     """Async twin of :func:`complete`."""
+    if req.output is None and not req.tools:
+        return build_reply(req, provider, await attempt([]))
     extra: list[dict[str, Any]] = []
     usages: list[Usage] = []
     while True:

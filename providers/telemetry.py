@@ -42,6 +42,7 @@ __all__ = [
     "configured_providers",
     "file_span_processor",
     "start_call",
+    "idle",
     "call_context",
     "note_retry",
     "note_event",
@@ -612,6 +613,12 @@ def _log_line(call: Call, elapsed_s: float) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ entry points
+def idle() -> bool:
+    """Whether :func:`start_call` would hand back :data:`NO_CALL` now (nothing could record a call): callers use
+    it to skip building per-call state that only telemetry reads."""
+    return not _settings.call_log and _load() is None
+
+
 def start_call(provider: str, model: str, options: Mapping[str, Any], *, prompt: object = None,
                stream: bool = False) -> Call:
     """Begin recording one call (a span when OpenTelemetry is on; a log line when the call log is on).
