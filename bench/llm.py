@@ -318,6 +318,7 @@ def bench_local_adapter(ctx: LLMContext, s: Settings) -> Result:
     res.checks.append(Check("median ratio adapter / direct", res.ratio("adapter", "direct"), "<=", 1.05))
     res.info["ratio_adapter_over_achat_on_loop"] = round(res.ratio("adapter", "direct_async"), 4)
     res.info["ratio_achat_on_loop_over_chat"] = round(res.ratio("direct_async", "direct"), 4)
+    _async_split(res, srv, s, local_run)
 
     # The adapter's own cost in absolute terms, on the mock (no I/O): information, no target.
     mock = provider_for("mock", "smoke")
@@ -331,6 +332,36 @@ def bench_local_adapter(ctx: LLMContext, s: Settings) -> Result:
     res.info["adapter_overhead_us_on_mock"] = res.figures["mock_adapter"].median - res.figures["mock_direct"].median
     res.info["adapter_overhead_ms_on_litellm"] = res.figures["adapter"].median - res.figures["direct"].median
     return res
+
+
+def _async_split(res: Result, srv: Any, s: Settings, local_run: Any) -> None:
+    """Where ``achat`` on the adapter's loop loses to a sync ``chat`` (information, no target): the thread hop
+    alone (an empty coroutine through the adapter's loop), and the openai SDK's own async client run there
+    against its sync client on the same server (no provider code on either side)."""
+    import openai
+
+    model = MODEL.split("/", 1)[1]
+    messages = [{"role": "user", "content": PROMPT}]
+    sync_client = openai.OpenAI(api_key=KEY, base_url=srv.base, max_retries=0)
+    async_client = openai.AsyncOpenAI(api_key=KEY, base_url=srv.base, max_retries=0)
+
+    async def nothing() -> None:
+        return None
+
+    samples = interleave(
+        {
+            "hop": lambda: local_run(nothing()),
+            "sdk_sync": lambda: sync_client.chat.completions.create(model=model, messages=messages),
+            "sdk_async": lambda: local_run(async_client.chat.completions.create(model=model, messages=messages)),
+        },
+        s.chat_n, s.warmup,
+    )
+    sync_client.close()
+    local_run(async_client.close())
+    res.add("hop", Figure("an empty coroutine through the adapter's loop (info)", "us", summarize(samples["hop"], "us")))
+    res.add("sdk_sync", Figure("raw openai SDK, sync client (info)", "ms", summarize(samples["sdk_sync"], "ms")))
+    res.add("sdk_async", Figure("raw AsyncOpenAI on the adapter's loop (info)", "ms", summarize(samples["sdk_async"], "ms")))
+    res.info["ratio_sdk_async_on_loop_over_sync"] = round(res.ratio("sdk_async", "sdk_sync"), 4)
 
 
 # ---------------------------------------------------------------------------------------------- item 5

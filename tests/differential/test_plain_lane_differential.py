@@ -29,7 +29,14 @@ CALLS = ("chat", "achat")
 
 
 @pytest.fixture
-def lanes(monkeypatch):
+def telemetry_off(monkeypatch):
+    """Telemetry as in a process that never set OpenTelemetry up (earlier tests in the run may have)."""
+    monkeypatch.setattr(telemetry, "_otel", False)
+    monkeypatch.setattr(telemetry._settings, "call_log", False)
+
+
+@pytest.fixture
+def lanes(monkeypatch, telemetry_off):
     """``run(lane, fn)``: call ``fn()`` on the "plain" lane or through the "chain"; counts chains built."""
     built = {"n": 0}
     real_init = fallback.Chain.__init__
@@ -197,7 +204,7 @@ def test_a_provider_with_fallbacks_or_a_fallbacks_argument_always_takes_the_chai
     assert lanes("plain", lambda: plain_llm.chat(PROMPT, fallbacks=[])).text
 
 
-def test_the_lane_is_off_while_telemetry_records(fake_llm, monkeypatch, no_provider_keys):
+def test_the_lane_is_off_while_telemetry_records(fake_llm, monkeypatch, no_provider_keys, telemetry_off):
     """With the call log on (something records calls), every call goes through the chain and is logged."""
     built = []
     real_init = fallback.Chain.__init__
