@@ -261,6 +261,13 @@ def _models(provider: Any, model: str | None, fallbacks: object) -> tuple[str, .
     return model_chain(primary, chosen)
 
 
+def _plain(provider: Any, model: str | None, fallbacks: object) -> tuple[str] | None:
+    """:func:`_models` for the common case of no fallbacks at all (what it would return, with less work)."""
+    if fallbacks is None and not getattr(provider, "fallbacks", ()):
+        return (check_model(model, provider.model_default, provider=provider.name),)
+    return None
+
+
 def _deadline(provider: Any, kw: dict[str, Any]) -> float | None:
     """The chain's deadline: the request's ``timeout`` option, else the provider's (an invalid value is left
     for the provider's own validation to refuse)."""
@@ -277,7 +284,7 @@ def chat_method(one: Callable[..., LLMReply]) -> Callable[..., LLMReply]:
 
     @functools.wraps(one)
     def chat(self: Any, prompt: str, *, model: str | None = None, fallbacks: Sequence[str] | None = None, **kw: Any) -> LLMReply:
-        models = _models(self, model, fallbacks)
+        models = _plain(self, model, fallbacks) or _models(self, model, fallbacks)
         if len(models) == 1 and telemetry.idle():
             # The plain lane: one model and nothing recording, so a chain would only add layers to the hot path.
             # Same result and same error as the chain's (which re-raises a lone model's error ``from None``).
@@ -302,7 +309,7 @@ def achat_method(one: Callable[..., Awaitable[LLMReply]]) -> Callable[..., Await
     async def achat(
         self: Any, prompt: str, *, model: str | None = None, fallbacks: Sequence[str] | None = None, **kw: Any
     ) -> LLMReply:
-        models = _models(self, model, fallbacks)
+        models = _plain(self, model, fallbacks) or _models(self, model, fallbacks)
         if len(models) == 1 and telemetry.idle():  # the plain lane, as in chat_method
             try:
                 return await one(self, prompt, model=models[0], **kw)

@@ -339,8 +339,9 @@ class LiteLLMProvider:
                             options=options, **structure)
         t = self._checked_target(req.model)
         self._check_credentials(t)
-        self._check_vision(t, req.attachments)
-        fields, system = self._structure(t, req)
+        if req.attachments:
+            self._check_vision(t, req.attachments)
+        fields, system = self._structure(t, req) if (req.output is not None or req.tools) else (None, req.system)
         opts = dict(req.options or {})
         kwargs: dict[str, Any] = {
             "model": req.model,
@@ -348,8 +349,9 @@ class LiteLLMProvider:
             "timeout": opts.pop("timeout", None) or self.timeout,  # the deadline; also each read's own bound
             "max_retries": 0,  # the openai SDK would retry 2x inside each of our attempts
             **opts,
-            **fields,
         }
+        if fields:
+            kwargs.update(fields)
         if t.api_base:
             kwargs["api_base"] = t.api_base
         if self._api_key:
@@ -400,10 +402,11 @@ class LiteLLMProvider:
             raise ProviderError(f"{t.vendor} returned no choices for {t.model}", provider=self.name, model=t.model)
         message = choices[0].message
         text = message.content or ""
+        raw_calls = getattr(message, "tool_calls", None)
         calls = [
             {"id": c.id or "", "name": c.function.name or "", "arguments": c.function.arguments or ""}
-            for c in (getattr(message, "tool_calls", None) or [])
-        ]
+            for c in raw_calls
+        ] if raw_calls else []
         u = getattr(resp, "usage", None)
         tokens_in = int(getattr(u, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(u, "completion_tokens", 0) or 0)
