@@ -10,6 +10,7 @@ import asyncio
 import math
 import os
 import random
+import re
 import time
 import types
 
@@ -185,12 +186,15 @@ def test_budget_and_deadline_the_earlier_wins():
         retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(10))
     assert time.monotonic() - t0 < 10 and 2 <= info.value.attempts < 500  # not every attempt, not the deadline
     assert "deadline" not in str(info.value)
-    # The deadline is the tighter: the budget (120 s) never comes into play.
+    # The deadline is the tighter: the budget (120 s) never comes into play. Usually the last wait would end past
+    # the deadline, so it is not started; on a loaded machine a 50 ms sleep can overrun the deadline instead,
+    # and the call ends as a deadline timeout. Either way the deadline decided, not the budget.
     policy = RetryPolicy(max_attempts=500, base_delay_s=0.05, max_delay_s=0.05, budget_s=120)
     t0 = time.monotonic()
-    with pytest.raises(ProviderUnavailableError, match="after the 1s deadline") as info:
+    with pytest.raises((ProviderUnavailableError, ProviderTimeoutError)) as info:
         retry_mod.retry_call(boom, lambda e: e, policy, deadline=Deadline(1.0))
     assert time.monotonic() - t0 < 1.0 + MARGIN and 2 <= info.value.attempts < 500
+    assert re.search(r"after the 1s deadline|within its 1s deadline", str(info.value)), str(info.value)
 
 
 # ------------------------------------------------------------------ the timeout's validation
