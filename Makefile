@@ -33,7 +33,7 @@ bench: $(STAMP)          ## benchmarks (bench/README.md); `make bench ARGS=--qui
 lock:
 	uv pip compile pyproject.toml requirements/build.in --extra litellm --extra testing --extra otel --extra test --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
-	python3 requirements/image_lock.py   # the images' subsets (requirements/litellm-image.lock, otel-image.lock)
+	python3 requirements/image_lock.py   # the images' subsets (requirements/litellm-image.lock, mock-image.lock)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

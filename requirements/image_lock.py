@@ -2,7 +2,10 @@
 
 - ``requirements/litellm-image.lock``: the project's runtime dependencies and its ``litellm`` and ``otel``
   extras (the OpenTelemetry SDK and OTLP/HTTP exporter, so a container can send its spans to a collector).
-- ``requirements/otel-image.lock``: the ``otel`` extra alone, for the mock image (no litellm, nothing else).
+- ``requirements/mock-image.lock``: the project's runtime dependencies and its ``otel`` extra, for the mock image
+  (no litellm). The mock processor validates ``output_schema`` and tool arguments with ``jsonschema``, so a mock
+  container needs the runtime dependencies as much as a LiteLLM one (tests/test_image_contents.py runs what a
+  container runs and checks every package it imports is installed).
 
 The images install them with ``pip install --require-hashes --no-deps``, so every package is exactly the version
 (and the very files, by sha256) the project was tested with. ``modal`` is never a root (Modal provides its own
@@ -22,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
 OUT = ROOT / "requirements" / "litellm-image.lock"
-OTEL_OUT = ROOT / "requirements" / "otel-image.lock"
+MOCK_OUT = ROOT / "requirements" / "mock-image.lock"
 EXCLUDED = {"modal"}
 _PROJECT = "theory-modal (pyproject.toml)"
 _NAME = re.compile(r"^([A-Za-z0-9_.\-]+)==")
@@ -86,7 +89,7 @@ def outputs(lock_text: str) -> dict[Path, str]:
     """Every image lock this script writes, with its fresh content."""
     return {
         OUT: image_lock(lock_text),
-        OTEL_OUT: image_lock(lock_text, roots(("otel",), project_deps=False), "the OpenTelemetry export packages"),
+        MOCK_OUT: image_lock(lock_text, roots(("otel",)), "the mock image's packages (runtime dependencies and otel)"),
     }
 
 

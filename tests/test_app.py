@@ -104,11 +104,11 @@ def test_litellm_functions_use_the_locked_image_and_mock_functions_the_image_wit
     assert any("LITELLM_LOCAL_MODEL_COST_MAP" in c and "True" in c for c in litellm_layers)
     mock_layers = [c for layer in _image_layers(app_module.mock_image) for c in layer]
     assert mock_layers[: len(base)] == base
-    # the mock image installs the OpenTelemetry export packages (hash-locked) and nothing else: no litellm
+    # the mock image installs its hash lock (runtime dependencies and the OpenTelemetry export packages): no litellm
     assert [c for c in mock_layers[len(base):] if "pip" in c] == [
         "RUN python -m pip install -r /.requirements.txt --require-hashes --no-deps"], mock_layers
     assert not any("litellm" in c.lower() for c in mock_layers[len(base):]), mock_layers
-    assert "litellm" not in app_module.OTEL_LOCK.read_text()
+    assert "litellm" not in app_module.MOCK_LOCK.read_text()
     # without these the containers fail with ModuleNotFoundError
     for image in (litellm_image, mock_image):
         assert image._added_python_source_set == frozenset({"providers", "theory_modal"})
@@ -124,7 +124,7 @@ def test_litellm_pin_in_the_image_matches_the_lock():
 
 @pytest.mark.parametrize(("image", "lock", "path"), [
     ("litellm_image", "LITELLM_LOCK", "litellm-image.lock"),
-    ("mock_image", "OTEL_LOCK", "otel-image.lock"),  # the OpenTelemetry SDK + OTLP/HTTP exporter only
+    ("mock_image", "MOCK_LOCK", "mock-image.lock"),  # runtime dependencies + the OpenTelemetry SDK and exporter
 ])
 def test_each_image_installs_exactly_its_committed_hash_lock(app_module, image, lock, path):
     cl = _closure(getattr(app_module, image))

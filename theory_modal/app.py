@@ -9,8 +9,9 @@ Images:
   sha256 hashes (``pip install --require-hashes --no-deps``; the lock is ``requirements.lock`` filtered to what
   litellm, our own imports and the ``otel`` extra need, modal excluded: Modal provides its client in every
   container).
-- ``mock_image`` has no litellm at all: mock containers start and snapshot without it. It installs only
-  ``requirements/otel-image.lock`` (the OpenTelemetry SDK and OTLP/HTTP exporter, hash-locked the same way).
+- ``mock_image`` has no litellm at all: mock containers start and snapshot without it. It installs
+  ``requirements/mock-image.lock``: our runtime dependencies (``jsonschema`` validates structured output and tool
+  arguments) and the ``otel`` extra (the OpenTelemetry SDK and OTLP/HTTP exporter), hash-locked the same way.
 - Both can send their spans to an OTLP collector when the standard ``OTEL_EXPORTER_OTLP_*`` variables reach the
   container (a Modal Secret in ``THEORY_MODAL_SECRETS``); without them nothing is exported and nothing is set up.
 - Both mount only our Python sources, and never ``theory_modal/testing`` (emulator, fake server).
@@ -50,7 +51,7 @@ __all__ = [
     "SECRET_NAMES",
     "FUNCTIONS",
     "LITELLM_LOCK",
-    "OTEL_LOCK",
+    "MOCK_LOCK",
     "SOURCE_IGNORE",
     "mock_chat",
     "mock_stream",
@@ -67,8 +68,9 @@ SECRET_NAMES: tuple[str, ...] = tuple(
 #: The hash-locked requirements of the LiteLLM image. Read only when Modal builds the image (deploy time,
 #: locally); a container never needs the file.
 LITELLM_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "litellm-image.lock"
-#: The mock image's hash-locked OpenTelemetry export packages (the LiteLLM image's lock already holds them).
-OTEL_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "otel-image.lock"
+#: The mock image's hash-locked packages: our runtime dependencies and the OpenTelemetry export packages (the
+#: LiteLLM image's lock holds all of them too).
+MOCK_LOCK = Path(__file__).resolve().parent.parent / "requirements" / "mock-image.lock"
 
 
 def SOURCE_IGNORE(path: Path) -> bool:
@@ -84,7 +86,7 @@ _ENV = {
 
 mock_image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install_from_requirements(str(OTEL_LOCK), extra_options="--require-hashes --no-deps")
+    .pip_install_from_requirements(str(MOCK_LOCK), extra_options="--require-hashes --no-deps")
     .env({"THEORY_MODAL_IMAGE": "mock", **_ENV})
     # Last, so source edits do not rebuild the layers above; without it containers fail with ModuleNotFoundError.
     .add_local_python_source("providers", "theory_modal", ignore=SOURCE_IGNORE)
