@@ -317,6 +317,37 @@ def check_history(history: object) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+#: Keywords whose values are data, not subschemas: a "pattern" key inside them is not a pattern.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
+    """The first ``pattern`` / ``patternProperties`` key the matcher cannot compile, as (where, why). Patterns are
+    matched with the ``regex`` module (bounded in time, see providers.structured); its syntax is ``re``'s, but
+    a pattern one accepts and the other refuses must be refused here, before any network."""
+    from providers.structured import pattern_error
+
+    stack = [(schema, path)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, list):
+            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        found = []
+        if isinstance(node.get("pattern"), str):
+            found.append((node["pattern"], f"{at}/pattern"))
+        if isinstance(node.get("patternProperties"), dict):
+            found.extend((k, f"{at}/patternProperties") for k in node["patternProperties"])
+        for patrn, where in found:
+            why = pattern_error(patrn)
+            if why:
+                return where, why
+        stack.extend((v, f"{at}/{k}") for k, v in node.items() if k not in _DATA_KEYWORDS)
+    return None
+
+
 def _check_schema(schema: object, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise InvalidRequestError(f"{where} must be a JSON Schema (a dict), got {type(schema).__name__}")
@@ -344,6 +375,10 @@ def _check_schema(schema: object, where: str) -> dict[str, Any]:
     if dangling:
         at, ref = dangling[0]
         raise InvalidRequestError(f"{where} has $ref {ref[:100]!r} at {at[:100]}, which points nowhere in the schema")
+    bad = _bad_pattern(schema)
+    if bad:
+        at, why = bad
+        raise InvalidRequestError(f"{where} has a pattern at {at[:100]} that cannot be matched: {why}")
     from providers.structured import VALIDATION_BUDGET, TooCostly
 
     try:
@@ -351,7 +386,7 @@ def _check_schema(schema: object, where: str) -> dict[str, Any]:
     except TooCostly:
         raise InvalidRequestError(
             f"{where} is too costly to check: validating a small value takes more than {VALIDATION_BUDGET:,} steps "
-            "(anyOf/oneOf/allOf branches that share $defs multiply); simplify it"
+            "or too long (anyOf/oneOf/allOf branches that share $defs multiply, or a pattern backtracks); simplify it"
         ) from None
     if loops:
         raise InvalidRequestError(

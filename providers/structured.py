@@ -19,6 +19,7 @@ import functools
 import json
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ __all__ = [
     "Mismatch",
     "compile_validator",
     "within_budget",
+    "pattern_matches",
+    "pattern_error",
+    "PATTERN_SECONDS",
     "TooCostly",
     "VALIDATION_BUDGET",
     "STEPS_PER_VALUE",
@@ -57,6 +61,12 @@ _MAX_ERROR_CHARS = 600
 #: schema: 2,400 for its whole instance); past the budget a validation stops with :class:`TooCostly`.
 VALIDATION_BUDGET = 20_000
 STEPS_PER_VALUE = 100
+#: Seconds that all ``pattern`` / ``patternProperties`` matches of one validation may take together. A caller's
+#: pattern can backtrack exponentially (``^(a|aa)+$`` against 60 characters and a ``!``: hours in Python's ``re``,
+#: which has no timeout), and the reply it is matched against comes from a model: it would hold a container core.
+#: Patterns are matched with the ``regex`` module (``re``-compatible syntax) under this time limit instead; past
+#: it the validation stops with :class:`TooCostly`, like a schema whose branches multiply.
+PATTERN_SECONDS = 0.5
 _steps = threading.local()
 
 
@@ -97,10 +107,56 @@ def within_budget(instance: Any = None) -> Iterator[None]:
         yield
         return
     _steps.left = VALIDATION_BUDGET + STEPS_PER_VALUE * _values(instance)
+    _steps.until = time.monotonic() + PATTERN_SECONDS
     try:
         yield
     finally:
         _steps.left = None
+        _steps.until = None
+
+
+def pattern_matches(pattern: str, text: str) -> bool:
+    """``re.search(pattern, text)``, but bounded: inside :func:`within_budget` by what is left of the
+    validation's :data:`PATTERN_SECONDS`, else by :data:`PATTERN_SECONDS`; raises :class:`TooCostly` past it."""
+    import regex  # lazy: only schemas with patterns pay for the import
+
+    until = getattr(_steps, "until", None)
+    timeout = PATTERN_SECONDS if until is None else until - time.monotonic()
+    if timeout <= 0:
+        raise TooCostly("out of pattern time")
+    try:
+        return regex.search(pattern, text, timeout=timeout) is not None
+    except TimeoutError:
+        raise TooCostly("a pattern took too long to match") from None
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be matched (``regex`` cannot compile it), or None."""
+    import regex
+
+    try:
+        regex.compile(pattern)
+    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
+        return str(exc)[:200] or type(exc).__name__
+    return None
+
+
+def _pattern(validator: Any, patrn: Any, instance: Any, schema: Any) -> Any:
+    """jsonschema's ``pattern`` keyword, matched by :func:`pattern_matches`."""
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not pattern_matches(patrn, instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    """jsonschema's ``patternProperties`` keyword, matched by :func:`pattern_matches`."""
+    if not validator.is_type(instance, "object"):
+        return
+    for patrn, subschema in patterns.items():
+        for key, value in instance.items():
+            if pattern_matches(patrn, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=patrn)
 
 
 @functools.lru_cache(maxsize=256)
@@ -111,7 +167,11 @@ def _compiled(canonical: str) -> Any:
     schema = json.loads(canonical)
     cls = validators.validator_for(schema)
     cls.check_schema(schema)
-    counted = validators.extend(cls, {k: _counted(v) for k, v in cls.VALIDATORS.items()})
+    keywords = dict(cls.VALIDATORS)
+    for name, bounded in (("pattern", _pattern), ("patternProperties", _pattern_properties)):
+        if name in keywords:
+            keywords[name] = bounded  # re.search has no timeout (PATTERN_SECONDS)
+    counted = validators.extend(cls, {k: _counted(v) for k, v in keywords.items()})
     # An explicit, empty registry: without one, jsonschema fetches any remote ``$ref`` over the network while
     # validating, so a caller's schema could make a deployed function dial any host (cloud metadata included).
     # With it, only references inside the schema resolve (``check_schema_refs`` refuses the rest up front).
@@ -206,8 +266,8 @@ def schema_error(validator: Any, instance: Any) -> str | None:
         with within_budget(instance):
             error = best_match(validator.iter_errors(instance))
     except TooCostly:  # the schema passed its own probes; this value makes its branches multiply
-        return ("the reply could not be checked: validating it took too many steps (the schema's anyOf/oneOf/$ref "
-                "branches multiply); reply with a simpler value")
+        return ("the reply could not be checked: validating it took too many steps or too long (the schema's "
+                "anyOf/oneOf/$ref branches multiply, or a pattern backtracks on it); reply with a simpler value")
     except Unresolvable as exc:  # the schema's fault, not the reply's (dangling_refs catches most up front)
         from providers.errors import InvalidRequestError
 

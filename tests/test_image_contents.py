@@ -41,6 +41,8 @@ payloads = [
                                                    {"role": "assistant", "content": "b"}]},
     {"prompt": "hi", "mode": "smoke", "output_schema": {"$ref": "https://example.invalid/x"}},
     {"prompt": "", "mode": "smoke"},
+    # a pattern: checked with the bounded matcher's module, then refused (the mock cannot promise a match)
+    {"prompt": "hi", "mode": "smoke", "output_schema": {"type": "string", "pattern": "^a+$"}},
 ]
 
 async def main():
@@ -56,7 +58,7 @@ async def main():
                 pass
         except RuntimeError:
             refused += 1
-    assert refused == 4, refused  # the remote $ref and the empty prompt, on both functions
+    assert refused == 6, refused  # the remote $ref, the empty prompt and the pattern, on both functions
 
 asyncio.run(main())
 print(json.dumps(sorted({m.split(".")[0] for m in list(sys.modules)})))
@@ -120,7 +122,7 @@ def test_the_mock_image_installs_everything_a_mock_container_imports():
     provided = _closure("modal") | _pins(ROOT / "requirements" / "mock-image.lock")
     missing = sorted(loaded - provided - {"theory-modal"})
     assert missing == [], f"a mock container imports {missing}, which its image does not install"
-    assert "jsonschema" in loaded  # the structured requests really ran the schema code
+    assert {"jsonschema", "regex"} <= loaded  # the structured requests really ran the schema code
 
 
 def test_the_litellm_image_installs_everything_the_mock_image_does():
