@@ -319,6 +319,8 @@ def check_history(history: object) -> tuple[dict[str, Any], ...]:
 
 #: Keywords whose values are data, not subschemas: a "pattern" key inside them is not a pattern.
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+#: Keywords whose values map names to subschemas (their keys may be any name, "default" included).
+_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"})
 
 
 def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
@@ -327,13 +329,16 @@ def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
     a pattern one accepts and the other refuses must be refused here, before any network."""
     from providers.structured import pattern_error
 
-    stack = [(schema, path)]
+    stack: list[tuple[object, str, bool]] = [(schema, path, False)]  # (node, where, is it a name -> subschema map)
     while stack:
-        node, at = stack.pop()
+        node, at, names = stack.pop()
         if isinstance(node, list):
-            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
+            stack.extend((v, f"{at}/{i}", False) for i, v in enumerate(node))
             continue
         if not isinstance(node, dict):
+            continue
+        if names:  # e.g. properties: a property called "default" is a subschema, not data
+            stack.extend((v, f"{at}/{k}", False) for k, v in node.items())
             continue
         found = []
         if isinstance(node.get("pattern"), str):
@@ -344,7 +349,7 @@ def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
             why = pattern_error(patrn)
             if why:
                 return where, why
-        stack.extend((v, f"{at}/{k}") for k, v in node.items() if k not in _DATA_KEYWORDS)
+        stack.extend((v, f"{at}/{k}", k in _NAME_MAPS) for k, v in node.items() if k not in _DATA_KEYWORDS)
     return None
 
 

@@ -130,13 +130,77 @@ def pattern_matches(pattern: str, text: str) -> bool:
         raise TooCostly("a pattern took too long to match") from None
 
 
-def pattern_error(pattern: str) -> str | None:
-    """Why ``pattern`` cannot be matched (``regex`` cannot compile it), or None."""
-    import regex
+#: Repeat counts a pattern may multiply to (``regex`` expands counted repeats when it compiles: ``a{4294967294}``
+#: asks for gigabytes, where ``re`` keeps a count). Far above any real pattern's needs.
+MAX_PATTERN_REPEATS = 100_000
+_QUANTIFIER = re.compile(r"\{\d*(?:,\d*)?\}")
+_SET_OPERATORS = ("--", "&&", "~~", "||")
 
+
+def _regex_reading_differs(pattern: str) -> str | None:
+    """Where ``regex`` would read ``pattern`` differently from ``re`` although both compile it, or None: an
+    unescaped ``{`` that ``re`` takes literally (``regex`` reads ``{e<=1}`` as a fuzzy match) and, inside a set, a
+    ``[`` or doubled operator (``re`` warns of them; ``regex`` reads ``[[:alpha:]]`` as a POSIX class)."""
+    i, n, in_set = 0, len(pattern), False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_set:
+            if c == "]" and i > set_start:
+                in_set = False
+            elif c == "[" or pattern.startswith(_SET_OPERATORS, i):
+                return "a nested set or set operator inside [...] (escape the character: \\[, \\-, \\&, \\~, \\|)"
+        elif c == "[":
+            in_set = True
+            set_start = i + (2 if pattern.startswith("^", i + 1) else 1)  # a "]" first in the set is literal
+        elif c == "{" and not _QUANTIFIER.match(pattern, i) or c == "{" and pattern.startswith("{}", i):
+            return "a literal '{' (write it as \\{)"
+        i += 1
+    return None
+
+
+def _repeats(parsed: Any) -> int:
+    """How many copies of its atoms a pattern's counted repeats ask for, multiplied through nesting."""
+    from re import _constants as c
+
+    total = 0
+    for op, av in parsed:
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            lo, hi, sub = av
+            total += max(1, hi if hi != c.MAXREPEAT else lo) * max(1, _repeats(sub))
+        elif op is c.SUBPATTERN:
+            total += _repeats(av[3])
+        elif op is c.BRANCH:
+            total += sum(_repeats(b) for b in av[1])
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            total += _repeats(av[1])
+        elif op is c.ATOMIC_GROUP:
+            total += _repeats(av)
+        elif op is c.GROUPREF_EXISTS:
+            total += _repeats(av[1]) + (_repeats(av[2]) if av[2] else 0)
+        else:
+            total += 1
+    return total
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be matched, or None. It must be a pattern Python's ``re`` compiles and that the
+    ``regex`` matcher reads the same way (its extra syntax, fuzzy braces and POSIX classes are refused), with
+    repeat counts that stay small when ``regex`` compiles them."""
+    import regex
+    from re import _parser
+
+    why = _regex_reading_differs(pattern)
+    if why:
+        return f"it has {why}"
     try:
+        parsed = _parser.parse(pattern)
+        if _repeats(parsed) > MAX_PATTERN_REPEATS:
+            return f"its repeat counts multiply past {MAX_PATTERN_REPEATS:,} (use + or * for long runs)"
         regex.compile(pattern)
-    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
+    except (re.error, regex.error, ValueError, OverflowError, RecursionError, MemoryError) as exc:
         return str(exc)[:200] or type(exc).__name__
     return None
 
@@ -147,6 +211,31 @@ def _pattern(validator: Any, patrn: Any, instance: Any, schema: Any) -> Any:
 
     if validator.is_type(instance, "string") and not pattern_matches(patrn, instance):
         yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _additional_properties(validator: Any, aP: Any, instance: Any, schema: Any) -> Any:
+    """jsonschema's ``additionalProperties``, with ``patternProperties`` matched by :func:`pattern_matches`
+    (jsonschema's own joins the patterns and runs ``re.search`` on every key, without a time limit)."""
+    from jsonschema._utils import extras_msg
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = {k for k in instance if k not in properties and not any(pattern_matches(p, k) for p in patterns)}
+    if validator.is_type(aP, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], aP, path=extra)
+    elif not aP and extras:
+        if "patternProperties" in schema:
+            verb = "does" if len(extras) == 1 else "do"
+            joined = ", ".join(repr(each) for each in sorted(extras))
+            listed = ", ".join(repr(each) for each in sorted(patterns))
+            yield ValidationError(f"{joined} {verb} not match any of the regexes: {listed}")
+        else:
+            error = "Additional properties are not allowed (%s %s unexpected)"
+            yield ValidationError(error % extras_msg(sorted(extras, key=str)))
 
 
 def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
@@ -168,7 +257,8 @@ def _compiled(canonical: str) -> Any:
     cls = validators.validator_for(schema)
     cls.check_schema(schema)
     keywords = dict(cls.VALIDATORS)
-    for name, bounded in (("pattern", _pattern), ("patternProperties", _pattern_properties)):
+    for name, bounded in (("pattern", _pattern), ("patternProperties", _pattern_properties),
+                          ("additionalProperties", _additional_properties)):
         if name in keywords:
             keywords[name] = bounded  # re.search has no timeout (PATTERN_SECONDS)
     counted = validators.extend(cls, {k: _counted(v) for k, v in keywords.items()})

@@ -1,0 +1,170 @@
+"""Attacks on this session's hot-path and pattern changes: each test names the invariant it searches for.
+
+Patterns in JSON Schemas are matched with the ``regex`` module (it has a time limit, ``re`` has none). These tests
+hold the contract that a pattern either means what ``re`` makes of it or is refused before any network, that
+compiling a pattern cannot exhaust memory, and that no caller pattern reaches the unbounded ``re``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+import textwrap
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from providers.base import build_request
+from providers.errors import InvalidRequestError
+from providers.structured import compile_validator, pattern_error, schema_error
+from providers.usage import to_micro_usd
+
+
+def _schema(pattern: str) -> dict:
+    return {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
+
+
+# ------------------------------------------------------------------ patterns regex reads differently from re
+@pytest.mark.parametrize("pattern", [
+    r"^(?:abc){e<=1}$",  # regex: fuzzy match (one error allowed); re: the literal text "abc{e<=1}"
+    r"^x{i<=2,d<=1}$",
+    r"^[[:alpha:]]+$",  # regex: a POSIX class; re: a set of '[:alph' then a literal ']'
+    r"^[a-z--q]$",  # re warns: a set difference in a future version
+    r"\p{L}+",  # regex-only syntax (re refuses it: jsonschema's own format check already did)
+    r"(?V1)a",
+    r"\mword\M",
+    r"(?|(a)|(b))",
+])
+def test_a_pattern_regex_reads_differently_from_re_is_refused_before_any_network(pattern: str) -> None:
+    """Invariant: a schema pattern either means what Python's re makes of it or is refused up front."""
+    with pytest.raises(InvalidRequestError, match="pattern|regex"):
+        build_request("hi", model="m", default_model="m", output_schema=_schema(pattern))
+
+
+@pytest.mark.parametrize("pattern", [r"^\{e<=1\}$", r"^[{]x}$", r"a{2}", r"a{2,}", r"a{,3}", r"a{1,3}?", r"^\d+$"])
+def test_quantifiers_and_escaped_braces_are_still_accepted(pattern: str) -> None:
+    """Invariant: the refusal above does not catch ordinary quantifiers or an escaped / in-class brace."""
+    assert pattern_error(pattern) is None
+    build_request("hi", model="m", default_model="m", output_schema=_schema(pattern))
+
+
+_ATOMS = ["a", "b", "ab", ".", r"\d", r"\.", "[ab]", "[^a]", "(a|b)", "(?:ab)", r"\{", "x"]
+_QUANTS = ["", "*", "+", "?", "{2}", "{1,2}", "*?", "{e<=1}", "{0,}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_ATOMS), st.sampled_from(_QUANTS)), min_size=1, max_size=5),
+       st.sampled_from(["", "^"]), st.sampled_from(["", "$"]), st.text(alphabet="abx.{}1e<=", max_size=12))
+def test_an_accepted_pattern_matches_exactly_as_re_would(parts, head, tail, text) -> None:
+    """Invariant: for every pattern the checks accept, the bounded matcher agrees with re.search on any text."""
+    pattern = head + "".join(a + q for a, q in parts) + tail
+    try:
+        re.compile(pattern)
+    except re.error:
+        assert pattern_error(pattern)
+        return
+    if pattern_error(pattern):
+        return  # refused up front: allowed
+    v = compile_validator({"type": "string", "pattern": pattern})
+    assert (schema_error(v, text) is None) == (re.search(pattern, text) is not None), (pattern, text)
+
+
+# ------------------------------------------------------------------ compiling a pattern is bounded in memory
+_MEMORY_PROBE = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+    from providers.base import build_request
+    from providers.errors import InvalidRequestError
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": sys.argv[1]}}}
+    try:
+        build_request("hi", model="m", default_model="m", output_schema=schema)
+    except InvalidRequestError as exc:
+        print("refused:", exc)
+    except BaseException as exc:
+        print("crashed:", type(exc).__name__, exc)
+    else:
+        print("accepted")
+""")
+
+
+@pytest.mark.parametrize("pattern", ["a{4294967294}", "(?:(?:a{2000}){2000}){2000}", "x{100000000}"])
+def test_a_huge_repeat_count_is_refused_not_compiled_into_gigabytes(pattern: str) -> None:
+    """Invariant: a caller's pattern never makes the pattern check allocate gigabytes (regex expands repeat
+    counts when it compiles; re does not): it is refused with a clear error. Run under a 1.5 GB address-space
+    limit so a failure is a MemoryError here, not the machine's OOM killer."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, pattern], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.startswith("refused:"), (out.stdout, out.stderr[-2000:])
+    assert "pattern" in out.stdout
+
+
+# ------------------------------------------------------------------ no caller pattern reaches re unbounded
+class _NoRe:
+    def search(self, *a, **k):
+        raise AssertionError(f"a caller's pattern reached the unbounded re.search: {a[:1]!r}")
+
+    def __getattr__(self, name):
+        return getattr(re, name)
+
+
+def test_additional_properties_matches_pattern_properties_with_the_bounded_matcher(monkeypatch) -> None:
+    """Invariant: additionalProperties decides which keys patternProperties covers without Python's re
+    (``^(a|aa)+$`` against a long key of a's and a '!' backtracks for hours in re)."""
+    import jsonschema._utils
+
+    monkeypatch.setattr(jsonschema._utils, "re", _NoRe())
+    schema = {"type": "object", "patternProperties": {"^(a|aa)+$": {"type": "integer"}},
+              "additionalProperties": False}
+    v = compile_validator(schema)
+    assert schema_error(v, {"aaaa": 1}) is None
+    assert "b" in (schema_error(v, {"b": 1}) or "")
+    assert "too long" in (schema_error(v, {"a" * 80 + "!": 1}) or "")
+
+
+def test_additional_properties_with_patterns_gives_the_same_verdicts_as_jsonschema() -> None:
+    """Invariant: the bounded additionalProperties accepts and refuses what jsonschema's own does."""
+    from jsonschema import Draft202012Validator
+
+    schema = {"type": "object", "properties": {"p": {}}, "patternProperties": {"^x": {}, "y$": {"type": "string"}},
+              "additionalProperties": {"type": "integer"}}
+    v = compile_validator(schema)
+    for value in ({}, {"p": "s"}, {"xa": "s"}, {"ay": "s"}, {"ay": 1}, {"z": 1}, {"z": "s"}, {"p": 1, "q": []}):
+        assert (schema_error(v, value) is None) == Draft202012Validator(schema).is_valid(value), value
+
+
+# ------------------------------------------------------------------ every pattern is vetted, wherever it sits
+@pytest.mark.parametrize("name", ["default", "enum", "const", "examples"])
+def test_a_pattern_under_a_property_named_like_a_data_keyword_is_still_checked(name: str) -> None:
+    """Invariant: a property (or $defs entry) called 'default'/'enum'/'const'/'examples' is a subschema, and
+    its pattern is checked like any other (the walk skipped it as data)."""
+    bad = r"^(?:abc){e<=1}$"  # fuzzy in regex, a literal brace in re
+    with pytest.raises(InvalidRequestError, match="pattern"):
+        build_request("hi", model="m", default_model="m", output_schema={"type": "object", "properties": {
+            name: {"type": "string", "pattern": bad}}})
+    with pytest.raises(InvalidRequestError, match="pattern"):
+        build_request("hi", model="m", default_model="m", output_schema={"$defs": {name: {"type": "string", "pattern": bad}},
+                                                       "type": "object", "properties": {"s": {"$ref": f"#/$defs/{name}"}}})
+
+
+def test_a_pattern_inside_a_default_value_is_data_not_a_pattern() -> None:
+    """Invariant: the data keywords' values are still not walked ("pattern" there is just a string)."""
+    build_request("hi", model="m", default_model="m", output_schema={"type": "object", "default": {"pattern": r"^(?:abc){e<=1}$"},
+                                                  "properties": {"s": {"type": "string"}}})
+
+
+# ------------------------------------------------------------------ to_micro_usd's float shortcut
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.floats(min_value=0, max_value=1100, allow_nan=False),
+                 st.integers(0, 2**31).map(lambda n: n / 1e6),
+                 st.integers(0, 2**31).map(lambda n: (n + 0.5) / 1e6),
+                 st.floats(min_value=-5, max_value=5, allow_nan=False)))
+def test_to_micro_usd_equals_exact_decimal_half_up_rounding(cost: float) -> None:
+    """Invariant: the float shortcut gives the same integer as Decimal(repr(cost)) * 1e6 rounded half up."""
+    if not math.isfinite(cost):
+        return
+    exact = int((Decimal(repr(cost)) * Decimal(1_000_000)).to_integral_value(rounding=ROUND_HALF_UP))
+    assert to_micro_usd(cost) == exact
