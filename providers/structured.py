@@ -125,7 +125,7 @@ def pattern_matches(pattern: str, text: str) -> bool:
     if timeout <= 0:
         raise TooCostly("out of pattern time")
     try:
-        return regex.search(pattern, text, timeout=timeout) is not None
+        return regex.search(_as_re_reads(pattern), text, timeout=timeout) is not None
     except TimeoutError:
         raise TooCostly("a pattern took too long to match") from None
 
@@ -185,6 +185,95 @@ def _repeats(parsed: Any) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=None)
+def _re_class(letter: str) -> str:
+    """The body of a character set holding exactly what ``re`` (Unicode mode) means by ``\\w``, ``\\s`` or
+    ``\\d`` (``regex`` follows newer Unicode properties: 30,468 characters differ for ``\\w`` alone), or by their
+    negations ``\\W`` ``\\S`` ``\\D``, as escaped ranges."""
+    test = {"w": lambda c: c.isalnum() or c == "_", "s": str.isspace, "d": str.isdecimal}[letter.lower()]
+    want = letter.islower()
+    spans: list[str] = []
+    start = None
+    for cp in range(0x110001):
+        inside = cp <= 0x10FFFF and test(chr(cp)) == want
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            spans.append(f"\\U{start:08x}" if start == cp - 1 else f"\\U{start:08x}-\\U{cp - 1:08x}")
+            start = None
+    return "".join(spans)
+
+
+def _as_re_reads(pattern: str) -> str:
+    """See :func:`_translated`."""
+    return _translated(pattern)[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _translated(pattern: str) -> tuple[str, bool]:
+    """``pattern`` for the ``regex`` module with ``re``'s meaning of ``\\w \\s \\d \\b`` (and their
+    negations) spelled out as explicit sets, so a match means what ``re.search`` would have said. Patterns in
+    ASCII mode (``(?a)``) keep their classes (there both modules agree), all but ``\\B`` (``re``'s never matches
+    an empty string). Also says whether a class sat inside a set (there ``regex`` case-folds it under IGNORECASE
+    where ``re`` does not; :func:`pattern_error` refuses that mix)."""
+    from re import _parser
+
+    ascii_mode = bool(_parser.parse(pattern).state.flags & re.ASCII)
+    in_set_class = False
+    out: list[str] = []
+    i, n, in_set, set_start = 0, len(pattern), False, 0
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            e = pattern[i + 1]
+            if ascii_mode and e in "wWsSdDb" or in_set and e in "bB":
+                out.append(pattern[i:i + 2])
+            elif ascii_mode and e == "B":  # ASCII classes agree; re's \B never matches an empty string
+                out.append(r"(?:\B(?:(?<=[\s\S])|(?=[\s\S])))")
+            elif e in "wWsSdD":
+                out.append(_re_class(e) if in_set else f"(?-i:[{_re_class(e)}])")  # re does not case-fold a class
+                in_set_class = in_set_class or in_set
+            elif e in "bB":
+                w = f"(?-i:[{_re_class('w')}])"
+                out.append(f"(?:(?<={w})(?!{w})|(?<!{w})(?={w}))" if e == "b" else
+                           f"(?:(?<={w})(?={w})|(?<!{w})(?!{w})(?:(?<=[\\s\\S])|(?=[\\s\\S])))")
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_set and c == "]" and i > set_start:
+            in_set = False
+        elif not in_set and c == "[":
+            in_set = True
+            set_start = i + (2 if pattern.startswith("^", i + 1) else 1)
+            out.append(pattern[i:set_start])
+            i = set_start
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out), in_set_class
+
+
+def _scoped(parsed: Any, flag: int) -> bool:
+    """Whether a group switches ``flag`` on or off for part of the pattern (e.g. ``(?a:...)``)."""
+    from re import _constants as c
+
+    for op, av in parsed:
+        if op is c.SUBPATTERN and ((av[1] | av[2]) & flag or _scoped(av[3], flag)):
+            return True
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and _scoped(av[2], flag):
+            return True
+        if op is c.BRANCH and any(_scoped(b, flag) for b in av[1]):
+            return True
+        if op in (c.ASSERT, c.ASSERT_NOT) and _scoped(av[1], flag):
+            return True
+        if op is c.ATOMIC_GROUP and _scoped(av, flag):
+            return True
+        if op is c.GROUPREF_EXISTS and (_scoped(av[1], flag) or (av[2] and _scoped(av[2], flag))):
+            return True
+    return False
+
+
 def pattern_error(pattern: str) -> str | None:
     """Why ``pattern`` cannot be matched, or None. It must be a pattern Python's ``re`` compiles and that the
     ``regex`` matcher reads the same way (its extra syntax, fuzzy braces and POSIX classes are refused), with
@@ -199,7 +288,13 @@ def pattern_error(pattern: str) -> str | None:
         parsed = _parser.parse(pattern)
         if _repeats(parsed) > MAX_PATTERN_REPEATS:
             return f"its repeat counts multiply past {MAX_PATTERN_REPEATS:,} (use + or * for long runs)"
-        regex.compile(pattern)
+        if _scoped(parsed, re.ASCII):
+            return "it switches ASCII mode for part of the pattern ((?a:...)); put (?a) at its start instead"
+        text, class_in_set = _translated(pattern)
+        if class_in_set and (parsed.state.flags & re.IGNORECASE or _scoped(parsed, re.IGNORECASE)):
+            return ("it puts \\w, \\s or \\d inside [...] under the IGNORECASE flag (write the class outside the "
+                    "set, e.g. (?:\\w|-) for [\\w-])")
+        regex.compile(text)
     except (re.error, regex.error, ValueError, OverflowError, RecursionError, MemoryError) as exc:
         return str(exc)[:200] or type(exc).__name__
     return None
