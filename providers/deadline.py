@@ -42,7 +42,10 @@ def check_timeout(value: object, what: str = "timeout") -> float:
     """A valid timeout in seconds: a real number, finite, > 0 and at most :data:`MAX_TIMEOUT_S`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} must be a number of seconds, got {type(value).__name__} {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past float's range (10**400): as out of range as inf
+        value = math.inf if value > 0 else -math.inf
     if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT_S:
         raise ValueError(
             f"{what} must be a finite number of seconds > 0 and <= {MAX_TIMEOUT_S:g} (it is a deadline for the "

@@ -35,6 +35,7 @@ from typing import Any
 
 from providers import telemetry
 from providers.contract import LLMReply
+from providers.deadline import MAX_TIMEOUT_S
 from providers.errors import (
     ContextWindowExceededError,
     CredentialsError,
@@ -274,8 +275,8 @@ def _deadline(provider: Any, kw: dict[str, Any]) -> float | None:
     timeout = kw.get("timeout")
     if timeout is None:
         timeout = getattr(provider, "timeout", None)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT_S:
+        return None  # (also an int past float's range, which float() would refuse with OverflowError)
     return float(timeout)
 
 

@@ -209,3 +209,26 @@ def test_to_micro_usd_equals_exact_decimal_half_up_rounding(cost: float) -> None
         return
     exact = int((Decimal(repr(cost)) * Decimal(1_000_000)).to_integral_value(rounding=ROUND_HALF_UP))
     assert to_micro_usd(cost) == exact
+
+
+# ------------------------------------------------------------------ the plain lane and the chain agree on bad timeouts
+@pytest.mark.parametrize("timeout", [10**400, -(10**400), 10**20, 3601, 0])
+@pytest.mark.parametrize("call_log", [False, True])
+def test_an_out_of_range_integer_timeout_is_a_clear_error_in_both_lanes(timeout: int, call_log: bool) -> None:
+    """Invariant: chat/achat refuse any out-of-range timeout with InvalidRequestError naming 'timeout', with
+    telemetry idle (the plain lane) and with the call log on (the chain): an int past float's range raised
+    OverflowError from float() in both."""
+    import asyncio
+
+    from providers import telemetry
+    from providers.mock import MockProvider
+
+    telemetry.configure(call_log=call_log)
+    try:
+        p = MockProvider()
+        with pytest.raises(InvalidRequestError, match="timeout"):
+            p.chat("hi", timeout=timeout)
+        with pytest.raises(InvalidRequestError, match="timeout"):
+            asyncio.run(p.achat("hi", timeout=timeout))
+    finally:
+        telemetry.configure(call_log=False)
