@@ -330,6 +330,7 @@ def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
     from providers.structured import pattern_error
 
     stack: list[tuple[object, str, bool]] = [(schema, path, False)]  # (node, where, is it a name -> subschema map)
+    unevaluated = pattern_keys = None
     while stack:
         node, at, names = stack.pop()
         if isinstance(node, list):
@@ -345,11 +346,19 @@ def _bad_pattern(schema: object, path: str = "#") -> tuple[str, str] | None:
             found.append((node["pattern"], f"{at}/pattern"))
         if isinstance(node.get("patternProperties"), dict):
             found.extend((k, f"{at}/patternProperties") for k in node["patternProperties"])
+            pattern_keys = pattern_keys or f"{at}/patternProperties"
+        if "unevaluatedProperties" in node:
+            unevaluated = unevaluated or f"{at}/unevaluatedProperties"
         for patrn, where in found:
             why = pattern_error(patrn)
             if why:
                 return where, why
         stack.extend((v, f"{at}/{k}", k in _NAME_MAPS) for k, v in node.items() if k not in _DATA_KEYWORDS)
+    if unevaluated and pattern_keys:
+        # jsonschema decides which keys unevaluatedProperties covers with re.search over patternProperties:
+        # no time limit there, and its helper cannot be handed the bounded matcher.
+        return pattern_keys, ("patternProperties cannot be combined with unevaluatedProperties (use "
+                              "additionalProperties, or list the properties)")
     return None
 
 

@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers.base import build_request
+from providers.request import (check_attachments, check_history, check_options, check_output_retries,
+                               check_output_schema, check_tool_choice, check_tools)
 from providers.errors import InvalidRequestError
 from providers.structured import compile_validator, pattern_error, schema_error
 from providers.usage import to_micro_usd
@@ -177,6 +179,21 @@ def test_additional_properties_with_patterns_gives_the_same_verdicts_as_jsonsche
         assert (schema_error(v, value) is None) == Draft202012Validator(schema).is_valid(value), value
 
 
+def test_unevaluated_properties_never_runs_a_caller_pattern_through_re(monkeypatch) -> None:
+    """Invariant: jsonschema's unevaluatedProperties matches patternProperties with the unbounded re.search (its
+    helper cannot take the bounded matcher): a schema combining the two is refused before any network, so no
+    reply can make it backtrack for hours."""
+    import jsonschema._utils
+
+    monkeypatch.setattr(jsonschema._utils, "re", _NoRe())
+    schema = {"type": "object", "allOf": [{"patternProperties": {"^(a|aa)+$": {}}}], "unevaluatedProperties": False}
+    with pytest.raises(InvalidRequestError, match="unevaluatedProperties"):
+        build_request("hi", model="m", default_model="m", output_schema=schema)
+    plain = {"type": "object", "properties": {"a": {}}, "unevaluatedProperties": False}
+    assert schema_error(compile_validator(plain), {"a": 1}) is None  # without patterns it still works
+    build_request("hi", model="m", default_model="m", output_schema=plain)
+
+
 # ------------------------------------------------------------------ every pattern is vetted, wherever it sits
 @pytest.mark.parametrize("name", ["default", "enum", "const", "examples"])
 def test_a_pattern_under_a_property_named_like_a_data_keyword_is_still_checked(name: str) -> None:
@@ -232,3 +249,47 @@ def test_an_out_of_range_integer_timeout_is_a_clear_error_in_both_lanes(timeout:
             asyncio.run(p.achat("hi", timeout=timeout))
     finally:
         telemetry.configure(call_log=False)
+
+
+# ------------------------------------------------------------------ build_request's plain lane equals the full path
+def _old_build_request(prompt, *, model, default_model, options=None, extra_options=None, provider="litellm"):
+    """build_request as it was before the plain lane (6941db0), for a request with no structure."""
+    from providers.base import ChatRequest
+    from providers.request import check_model, check_prompt
+
+    prompt = check_prompt(prompt)
+    model = check_model(model, default_model, provider=provider)
+    atts = check_attachments(None)
+    opts = check_options(dict(options or {}), extra_options)
+    hist = check_history(None)
+    tool_list = check_tools(None)
+    choice = check_tool_choice(None, tool_list)
+    output = check_output_schema(None)
+    retries = check_output_retries(1)
+    system = opts.pop("system", None)
+    return ChatRequest(prompt, model, atts, opts, system, hist, output, tool_list, choice, retries)
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 5000), st.floats(allow_nan=True), st.text(max_size=5),
+                    st.lists(st.text(max_size=3), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_KEYS = st.sampled_from(["temperature", "max_tokens", "timeout", "system", "top_p", "stop", "seed", "bogus",
+                         "response_format", "api_key", "model", "messages"])
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # noqa: BLE001
+        return ("error", type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.just({}), st.dictionaries(_KEYS, _VALUES, max_size=4),
+                 st.lists(st.tuples(_KEYS, _VALUES), max_size=2), st.just(""), st.just(0), st.just([])),
+       st.sampled_from(["m", None, "openai/gpt-4o", "bad model!"]), st.sampled_from(["litellm", "mock"]))
+def test_the_plain_lane_of_build_request_equals_the_full_path(options, model, provider) -> None:
+    """Invariant: a request with no structure gets the same ChatRequest, or the same error (class and message),
+    from the plain lane as from the full validation it skips."""
+    new = _outcome(lambda: build_request("hi", model=model, default_model="m", options=options, provider=provider))
+    old = _outcome(lambda: _old_build_request("hi", model=model, default_model="m", options=options, provider=provider))
+    assert new == old
