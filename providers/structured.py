@@ -130,11 +130,20 @@ def pattern_matches(pattern: str, text: str) -> bool:
         raise TooCostly("a pattern took too long to match") from None
 
 
-#: Repeat counts a pattern may multiply to (``regex`` expands counted repeats when it compiles: ``a{4294967294}``
-#: asks for gigabytes, where ``re`` keeps a count). Far above any real pattern's needs.
+#: How large a pattern may grow when ``regex`` compiles it, in set items times repeat copies: ``regex`` unrolls
+#: a repeat's minimum count (``a{4294967294}`` asks for gigabytes, where ``re`` keeps a count), and ``\\w`` spelled
+#: out as ``re``'s set holds ~735 ranges (``\\w{136}`` is past it; ``\\w{1,255}`` is not). About 11 MB at most.
 MAX_PATTERN_REPEATS = 100_000
 _QUANTIFIER = re.compile(r"\{\d*(?:,\d*)?\}")
 _SET_OPERATORS = ("--", "&&", "~~", "||")
+
+
+def _after_comment(pattern: str, i: int) -> int:
+    """The index just past a ``(?#...)`` comment starting at ``i`` (its escapes skipped, as ``re`` reads it)."""
+    j = i + 3
+    while j < len(pattern) and pattern[j] != ")":
+        j += 2 if pattern[j] == "\\" else 1
+    return j + 1
 
 
 def _regex_reading_differs(pattern: str) -> str | None:
@@ -146,6 +155,9 @@ def _regex_reading_differs(pattern: str) -> str | None:
         c = pattern[i]
         if c == "\\":
             i += 2
+            continue
+        if not in_set and pattern.startswith("(?#", i):  # a comment: its brackets and braces are not syntax
+            i = _after_comment(pattern, i)
             continue
         if in_set:
             if c == "]" and i > set_start:
@@ -162,14 +174,14 @@ def _regex_reading_differs(pattern: str) -> str | None:
 
 
 def _repeats(parsed: Any) -> int:
-    """How many copies of its atoms a pattern's counted repeats ask for, multiplied through nesting."""
+    """How large a parsed pattern grows when ``regex`` compiles it: set items and atoms, each repeat's body
+    counted as many times as its minimum count (the copies ``regex`` unrolls), multiplied through nesting."""
     from re import _constants as c
 
     total = 0
     for op, av in parsed:
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
-            lo, hi, sub = av
-            total += max(1, hi if hi != c.MAXREPEAT else lo) * max(1, _repeats(sub))
+            total += max(1, av[0]) * max(1, _repeats(av[2]))
         elif op is c.SUBPATTERN:
             total += _repeats(av[3])
         elif op is c.BRANCH:
@@ -180,6 +192,8 @@ def _repeats(parsed: Any) -> int:
             total += _repeats(av)
         elif op is c.GROUPREF_EXISTS:
             total += _repeats(av[1]) + (_repeats(av[2]) if av[2] else 0)
+        elif op is c.IN:
+            total += len(av)
         else:
             total += 1
     return total
@@ -241,6 +255,11 @@ def _translated(pattern: str) -> tuple[str, bool]:
                 out.append(pattern[i:i + 2])
             i += 2
             continue
+        if not in_set and pattern.startswith("(?#", i):
+            end = _after_comment(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+            continue
         if in_set and c == "]" and i > set_start:
             in_set = False
         elif not in_set and c == "[":
@@ -286,11 +305,14 @@ def pattern_error(pattern: str) -> str | None:
         return f"it has {why}"
     try:
         parsed = _parser.parse(pattern)
-        if _repeats(parsed) > MAX_PATTERN_REPEATS:
-            return f"its repeat counts multiply past {MAX_PATTERN_REPEATS:,} (use + or * for long runs)"
+        if "#" in pattern and (parsed.state.flags & re.VERBOSE or _scoped(parsed, re.VERBOSE)):
+            return "it has a # comment in verbose mode ((?x)); drop the comment or the flag"
         if _scoped(parsed, re.ASCII):
             return "it switches ASCII mode for part of the pattern ((?a:...)); put (?a) at its start instead"
         text, class_in_set = _translated(pattern)
+        if _repeats(_parser.parse(text)) > MAX_PATTERN_REPEATS:
+            return (f"it grows past {MAX_PATTERN_REPEATS:,} items when compiled (its minimum repeat counts multiply; "
+                    "use a smaller minimum, e.g. {0,n}, or + and *)")
         if class_in_set and (parsed.state.flags & re.IGNORECASE or _scoped(parsed, re.IGNORECASE)):
             return ("it puts \\w, \\s or \\d inside [...] under the IGNORECASE flag (write the class outside the "
                     "set, e.g. (?:\\w|-) for [\\w-])")
