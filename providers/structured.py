@@ -199,11 +199,23 @@ def _repeats(parsed: Any) -> int:
     return total
 
 
+#: Longest text the class rewrite of one pattern may produce (each \\w spelled out is ~2 KB, each \\b ~9 KB).
+_MAX_REWRITE_CHARS = 50_000
+
+
+def _set_char(cp: int) -> str:
+    """One code point inside a character set: itself when alphanumeric (never special there), else escaped."""
+    c = chr(cp)
+    if c.isalnum():
+        return c
+    return f"\\x{cp:02x}" if cp <= 0xFF else f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
 @functools.lru_cache(maxsize=None)
 def _re_class(letter: str) -> str:
     """The body of a character set holding exactly what ``re`` (Unicode mode) means by ``\\w``, ``\\s`` or
     ``\\d`` (``regex`` follows newer Unicode properties: 30,468 characters differ for ``\\w`` alone), or by their
-    negations ``\\W`` ``\\S`` ``\\D``, as escaped ranges."""
+    negations ``\\W`` ``\\S`` ``\\D``, as ranges."""
     test = {"w": lambda c: c.isalnum() or c == "_", "s": str.isspace, "d": str.isdecimal}[letter.lower()]
     want = letter.islower()
     spans: list[str] = []
@@ -213,9 +225,14 @@ def _re_class(letter: str) -> str:
         if inside and start is None:
             start = cp
         elif not inside and start is not None:
-            spans.append(f"\\U{start:08x}" if start == cp - 1 else f"\\U{start:08x}-\\U{cp - 1:08x}")
+            spans.append(_set_char(start) if start == cp - 1 else f"{_set_char(start)}-{_set_char(cp - 1)}")
             start = None
     return "".join(spans)
+
+
+def _outside_set(letter: str) -> str:
+    """``\\w`` (or ``\\W`` ...) outside a set: re's set, or its negation (short), out of IGNORECASE's reach."""
+    return f"(?-i:[{'' if letter.islower() else '^'}{_re_class(letter.lower())}])"
 
 
 def _as_re_reads(pattern: str) -> str:
@@ -229,30 +246,37 @@ def _translated(pattern: str) -> tuple[str, bool]:
     negations) spelled out as explicit sets, so a match means what ``re.search`` would have said. Patterns in
     ASCII mode (``(?a)``) keep their classes (there both modules agree), all but ``\\B`` (``re``'s never matches
     an empty string). Also says whether a class sat inside a set (there ``regex`` case-folds it under IGNORECASE
-    where ``re`` does not; :func:`pattern_error` refuses that mix)."""
+    where ``re`` does not; :func:`pattern_error` refuses that mix). Raises ValueError past
+    :data:`_MAX_REWRITE_CHARS` (many classes would make a pattern slow to compile)."""
     from re import _parser
 
     ascii_mode = bool(_parser.parse(pattern).state.flags & re.ASCII)
     in_set_class = False
     out: list[str] = []
+    size = 0
     i, n, in_set, set_start = 0, len(pattern), False, 0
     while i < n:
         c = pattern[i]
+        if size > _MAX_REWRITE_CHARS:
+            raise ValueError(f"it has too many \\w, \\s, \\d or \\b classes (spelled out as re reads them, past "
+                             f"{_MAX_REWRITE_CHARS:,} characters); use fewer, or (?a) for ASCII classes")
         if c == "\\" and i + 1 < n:
             e = pattern[i + 1]
             if ascii_mode and e in "wWsSdDb" or in_set and e in "bB":
-                out.append(pattern[i:i + 2])
+                piece = pattern[i:i + 2]
             elif ascii_mode and e == "B":  # ASCII classes agree; re's \B never matches an empty string
-                out.append(r"(?:\B(?:(?<=[\s\S])|(?=[\s\S])))")
+                piece = r"(?:\B(?:(?<=[\s\S])|(?=[\s\S])))"
             elif e in "wWsSdD":
-                out.append(_re_class(e) if in_set else f"(?-i:[{_re_class(e)}])")  # re does not case-fold a class
+                piece = _re_class(e) if in_set else _outside_set(e)  # re does not case-fold a class
                 in_set_class = in_set_class or in_set
             elif e in "bB":
-                w = f"(?-i:[{_re_class('w')}])"
-                out.append(f"(?:(?<={w})(?!{w})|(?<!{w})(?={w}))" if e == "b" else
-                           f"(?:(?<={w})(?={w})|(?<!{w})(?!{w})(?:(?<=[\\s\\S])|(?=[\\s\\S])))")
+                w = _outside_set("w")
+                piece = (f"(?:(?<={w})(?!{w})|(?<!{w})(?={w}))" if e == "b" else
+                         f"(?:(?<={w})(?={w})|(?<!{w})(?!{w})(?:(?<=[\\s\\S])|(?=[\\s\\S])))")
             else:
-                out.append(pattern[i:i + 2])
+                piece = pattern[i:i + 2]
+            out.append(piece)
+            size += len(piece)
             i += 2
             continue
         if not in_set and pattern.startswith("(?#", i):
@@ -269,6 +293,7 @@ def _translated(pattern: str) -> tuple[str, bool]:
             i = set_start
             continue
         out.append(c)
+        size += 1
         i += 1
     return "".join(out), in_set_class
 

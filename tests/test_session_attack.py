@@ -137,7 +137,8 @@ _MEMORY_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("pattern", ["a{4294967294}", "(?:(?:a{2000}){2000}){2000}", "x{100000000}", "a{4294967294,}",
-                                     r"\w{99999}", r"(?:\w{300}){300}", r"[^\W]{99999}", r"(?:\b\w){40000}"])
+                                     r"\w{99999}", r"(?:\w{300}){300}", r"[^\W]{99999}", r"(?:\b\w){40000}",
+                                     "\\w" * 5000, "\\b" * 3000, "[\\W]" * 2000])
 def test_a_huge_repeat_count_is_refused_not_compiled_into_gigabytes(pattern: str) -> None:
     """Invariant: a caller's pattern never makes the pattern check allocate gigabytes (regex expands repeat
     counts when it compiles; re does not; re's \\w spelled out is a 735-range set per copy): it is refused with a
