@@ -153,6 +153,9 @@ def _regex_reading_differs(pattern: str) -> str | None:
     i, n, in_set = 0, len(pattern), False
     while i < n:
         c = pattern[i]
+        if pattern.startswith("\\N{", i):  # a named character, \N{DIGIT ONE}: its braces are no quantifier
+            i = pattern.find("}", i) % (n + 1) + 1
+            continue
         if c == "\\":
             i += 2
             continue

@@ -326,3 +326,13 @@ def test_a_verbose_mode_comment_is_refused(pattern: str) -> None:
     """Invariant: a # comment in verbose mode (whose brackets the rewrite cannot tell from syntax) is refused."""
     assert "comment" in (pattern_error(pattern) or "")
     assert pattern_error("(?x) a \\w") is None
+
+
+@pytest.mark.parametrize(("pattern", "text"), [(r"^\N{LATIN SMALL LETTER A}+$", "aa"), (r"\\\N{DIGIT ONE}", "\\1"),
+                                               (r"[\N{DIGIT ONE}-\N{DIGIT THREE}]", "2")])
+def test_a_named_character_is_accepted_and_matches_as_in_re(pattern: str, text: str) -> None:
+    """Invariant: \\N{NAME}'s braces are not a literal '{' (the brace check refused every named character)."""
+    assert pattern_error(pattern) is None
+    v = compile_validator({"type": "string", "pattern": pattern})
+    assert (schema_error(v, text) is None) == (re.search(pattern, text) is not None)
+    assert pattern_error(r"\N{LATIN SMALL LETTER A}{e<=1}")  # a fuzzy brace after it is still refused
